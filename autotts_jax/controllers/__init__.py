@@ -1,0 +1,25 @@
+"""The built-in controllers, one module each, and lookup by name or upstream alias."""
+
+from __future__ import annotations
+
+from autotts_jax.controllers.asc import ASC
+from autotts_jax.controllers.cmc import CMC
+from autotts_jax.controllers.esc import ESC
+from autotts_jax.controllers.parallel_probe import PARALLEL_PROBE
+from autotts_jax.controllers.sc import SC
+from autotts_jax.engine.protocol import Controller
+from autotts_jax.errors import AutoTTSError
+
+BUILTIN: tuple[Controller, ...] = (SC, ASC, ESC, PARALLEL_PROBE, CMC)
+
+
+def get_controller(name: str) -> Controller:
+    """A controller by canonical name or alias (case-sensitive aliases, lower-case names)."""
+    for c in BUILTIN:
+        if name == c.name or name in c.aliases or name.lower() == c.name:
+            return c
+    known = ", ".join(f"{c.name} ({'/'.join(c.aliases)})" for c in BUILTIN)
+    raise AutoTTSError(f"unknown controller {name!r}; known: {known}")
+
+
+__all__ = ["ASC", "BUILTIN", "CMC", "ESC", "PARALLEL_PROBE", "SC", "get_controller"]

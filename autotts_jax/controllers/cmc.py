@@ -1,0 +1,151 @@
+"""CMC -- the Confidence Momentum Controller discovered by AutoTTS (upstream r0004
+``OptimalController``), driven by one knob ``beta`` in [0, 1].
+
+Idea: keep an EMA of the pool's beta-majority confidence and stop when it is high *and* not
+falling (momentum gate); widen (open more branches) only while confidence is low and not
+rising; give aligned branches (agreeing with the pool winner) bursts of extra depth; abandon
+branches that disagree for ``abandon_patience`` rounds, always keeping two alive.
+
+One round of ``step`` is one upstream outer step: EMA update #1 on the pool as it stands,
+abandonment, probing (served in descending probe count, completions entering the pool in that
+order), EMA update #2 on the new pool (overwriting this round's window entry), the gate, and
+widening.  All confidence arithmetic is float64 in upstream's operation order
+``(1 - alpha) * ema + alpha * conf``: the gate compares the EMA against thresholds, and
+parity with the published numbers needs every bit.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from autotts_jax.engine.env import NO_ANSWER
+from autotts_jax.engine.protocol import Controller
+from autotts_jax.engine.votes import pool_stats, vote
+
+MAX_BRANCH = 64
+MAX_OUTER = 500
+_WINDOW = 16  # capacity of the EMA window; T_ema <= 8 for beta in [0, 1]
+
+
+def schedule(beta: float) -> dict[str, float | int]:
+    """The upstream beta schedule, computed in Python float64 with ``round`` (half to even).
+
+    Every knob is monotone in beta; spending (branches, patience, depth bursts) rises with it.
+    """
+    b = min(1.0, max(0.0, float(beta)))
+    return {
+        "n_init": max(2, round(2 + 6 * b)),
+        "max_branch_use": min(MAX_BRANCH, round(4 + 60 * b)),
+        "warm_up": max(2, round(2 + 8 * b)),
+        "abandon_patience": max(3, round(3 + 9 * b)),
+        "T_ema": max(2, round(2 + 6 * b)),
+        "ema_alpha": round(0.70 - 0.40 * b, 4),
+        "conf_thr": round(0.85 + 0.12 * b, 4),
+        "delta_slack": round(0.04 - 0.03 * b, 4),
+        "burst_aligned": max(1, round(1 + 2 * b)),
+        "widen_burst": max(1, round(1 + 3 * b)),
+        "trend_thr": round(0.04 - 0.03 * b, 4),
+        "min_complete": max(2, round(2 + 3 * b)),
+    }
+
+
+def _params(config):
+    p = schedule(config["beta"])
+    if p["T_ema"] > _WINDOW:
+        raise ValueError(f"cmc: T_ema {p['T_ema']} exceeds the window capacity {_WINDOW}")
+    return p
+
+
+def _rank(key, mask):
+    """Position of each masked slot when masked slots are stably sorted by ``key``."""
+    big = jnp.iinfo(jnp.int32).max
+    order = jnp.argsort(jnp.where(mask, key, big), stable=True)
+    return jnp.argsort(order, stable=True).astype(jnp.int32)
+
+
+def init(env, params, fx):
+    env = fx.probe_new(env, params["n_init"])
+    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
+    n = env.branch.shape[0]
+    return env, {
+        "ema": jnp.zeros((), jnp.float64),
+        "window": jnp.zeros(_WINDOW, jnp.float64),  # window[i]: EMA appended i rounds ago
+        "filled": jnp.zeros((), jnp.int32),  # entries in the window (<= T_ema)
+        "delta": jnp.zeros((), jnp.float64),
+        "disagree": jnp.zeros(n, jnp.int32),  # (S,) consecutive rounds off the winner
+        "probes": jnp.zeros(n, jnp.int32),  # (S,) probe calls made after opening
+        "step": jnp.zeros((), jnp.int32),
+    }
+
+
+def step(env, cs, params, fx):
+    alpha = params["ema_alpha"]
+    winner, _, _, conf = pool_stats(env)
+    warm = cs["step"] >= params["warm_up"]
+
+    # EMA update #1 appends to the window (oldest entry falls out beyond T_ema).
+    ema = (1.0 - alpha) * cs["ema"] + alpha * conf
+    window = jnp.roll(cs["window"], 1).at[0].set(ema)
+    filled = jnp.minimum(cs["filled"] + 1, params["T_ema"])
+
+    # Abandonment: disagreeing branches, most persistent first, always keeping two alive.
+    gate_on = warm & (winner != NO_ANSWER)
+    alive = env.alive
+    disagree = jnp.where(
+        gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
+    )
+    cand = gate_on & alive & (disagree >= params["abandon_patience"])
+    quota = jnp.maximum(0, jnp.sum(alive) - 2)
+    env = fx.prune(env, cand & (_rank(-disagree, cand) < quota))
+
+    # Probe: aligned branches get a burst, served in descending probe count (stable).
+    alive = env.alive
+    aligned = gate_on & (env.latest == winner)
+    calls = jnp.where(alive, jnp.where(aligned, params["burst_aligned"], 1), 0)
+    env, made = fx.advance(env, calls, order=_rank(-cs["probes"], alive))
+    probes = cs["probes"] + made
+
+    # EMA update #2 on the post-probe pool overwrites this round's entry.
+    winner, _, _, conf = pool_stats(env)
+    ema = (1.0 - alpha) * ema + alpha * conf
+    window = window.at[0].set(ema)
+    oldest = window[jnp.maximum(filled - 1, 0)]
+    delta = jnp.where(filled >= 2, ema - oldest, 0.0)
+
+    gate = (warm & (env.pool_size >= params["min_complete"]) & (ema >= params["conf_thr"])
+            & (delta >= -params["delta_slack"]))
+    env = fx.stop(env, winner, "ema_gate", when=gate)
+    resolved = ~jnp.any(env.alive)
+    fallback = jnp.where(
+        env.pool_size > 0, winner, vote(env.latest, env.is_open & ~env.pruned)[0]
+    )
+    env = fx.stop(env, fallback, "all_resolved", when=resolved)
+
+    # Widen while confidence is low and not rising.
+    spawned = env.opened
+    cap = jnp.minimum(params["max_branch_use"], MAX_BRANCH)
+    widen = ((spawned < cap) & (delta <= params["trend_thr"])
+             & (cs["step"] >= jnp.maximum(1, params["warm_up"] // 2)) & (ema < params["conf_thr"]))
+    n_new = jnp.where(widen & ~env.done, jnp.minimum(params["widen_burst"], cap - spawned), 0)
+    env = fx.probe_new(env, n_new)
+
+    n = cs["step"] + 1
+    env = fx.stop(env, fallback, "max_outer", when=n >= MAX_OUTER)
+    return env, {
+        "ema": ema, "window": window, "filled": filled, "delta": delta,
+        "disagree": disagree, "probes": probes, "step": n,
+    }
+
+
+CMC = Controller(
+    name="cmc",
+    aliases=("CMC", "OptimalController", "AutoTTS"),
+    defaults={"beta": 0.5},
+    make_params=_params,
+    max_slots=lambda c: schedule(c["beta"])["max_branch_use"],
+    init=init,
+    step=step,
+    stop_reasons=("ema_gate", "all_resolved", "max_outer", "no_branches"),
+    trace_fields=lambda cs: {"ema": cs["ema"], "delta": cs["delta"], "step": cs["step"]},
+    doc=__doc__,
+)
