@@ -50,7 +50,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _file_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autotts-jax")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack", help="upstream replay JSON (file or <model>/<bench>.json tree) -> HDF5")
+    p = sub.add_parser(
+        "pack", help="upstream replay JSON (file or <model>/<bench>.json tree) -> HDF5"
+    )
     p.add_argument("input")
     p.add_argument("output", help="a .h5 file (for one input file) or a directory")
     p.set_defaults(func=_cmd_pack)

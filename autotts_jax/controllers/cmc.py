@@ -16,15 +16,18 @@ parity with the published numbers needs every bit.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax.numpy as jnp
 
-from autotts_jax.engine.env import NO_ANSWER
+from autotts_jax.engine.env import NO_ANSWER, ORDER_SPAN
 from autotts_jax.engine.protocol import Controller
-from autotts_jax.engine.votes import pool_stats, vote
+from autotts_jax.engine.votes import pool_stats
 
 MAX_BRANCH = 64
 MAX_OUTER = 500
 _WINDOW = 16  # capacity of the EMA window; T_ema <= 8 for beta in [0, 1]
+_MAX_PROBES = ORDER_SPAN - 1  # probe counts above this tie in the insertion order
 
 
 def schedule(beta: float) -> dict[str, float | int]:
@@ -56,11 +59,25 @@ def _params(config):
     return p
 
 
-def _rank(key, mask):
-    """Position of each masked slot when masked slots are stably sorted by ``key``."""
-    big = jnp.iinfo(jnp.int32).max
-    order = jnp.argsort(jnp.where(mask, key, big), stable=True)
-    return jnp.argsort(order, stable=True).astype(jnp.int32)
+def _abandon(cand, disagree, n_alive):
+    """Upstream: sort candidates by -disagree (stable: ties keep spawn order) and abandon the
+    first ``max(0, n_alive - 2)``.  Candidates are a subset of the alive branches, so at most
+    the last two of that order survive; finding them takes two arg-max passes instead of a
+    per-episode sort (sorts are slow under vmap on CPU).
+    """
+    slots = jnp.arange(cand.shape[0])
+    key = jnp.where(cand, -disagree * cand.shape[0] + slots, jnp.iinfo(jnp.int32).min)
+    keep_n = jnp.maximum(0, jnp.sum(cand) - jnp.maximum(0, n_alive - 2))
+    last = jnp.argmax(key)
+    second = jnp.argmax(jnp.where(slots == last, jnp.iinfo(jnp.int32).min, key))
+    keep = ((slots == last) & (keep_n >= 1)) | ((slots == second) & (keep_n >= 2))
+    return cand & ~keep
+
+
+def _probe_order(probes, n_slots):
+    """Pool-insertion order key of upstream's probe loop: alive branches stably sorted by
+    descending probe count.  Only the relative order matters, so the key itself serves."""
+    return (_MAX_PROBES - jnp.minimum(probes, _MAX_PROBES)) * n_slots + jnp.arange(n_slots)
 
 
 def init(env, params, fx):
@@ -95,14 +112,13 @@ def step(env, cs, params, fx):
         gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
     )
     cand = gate_on & alive & (disagree >= params["abandon_patience"])
-    quota = jnp.maximum(0, jnp.sum(alive) - 2)
-    env = fx.prune(env, cand & (_rank(-disagree, cand) < quota))
+    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive)))
 
     # Probe: aligned branches get a burst, served in descending probe count (stable).
     alive = env.alive
     aligned = gate_on & (env.latest == winner)
     calls = jnp.where(alive, jnp.where(aligned, params["burst_aligned"], 1), 0)
-    env, made = fx.advance(env, calls, order=_rank(-cs["probes"], alive))
+    env, made = fx.advance(env, calls, order=_probe_order(cs["probes"], calls.shape[0]))
     probes = cs["probes"] + made
 
     # EMA update #2 on the post-probe pool overwrites this round's entry.
@@ -115,11 +131,7 @@ def step(env, cs, params, fx):
     gate = (warm & (env.pool_size >= params["min_complete"]) & (ema >= params["conf_thr"])
             & (delta >= -params["delta_slack"]))
     env = fx.stop(env, winner, "ema_gate", when=gate)
-    resolved = ~jnp.any(env.alive)
-    fallback = jnp.where(
-        env.pool_size > 0, winner, vote(env.latest, env.is_open & ~env.pruned)[0]
-    )
-    env = fx.stop(env, fallback, "all_resolved", when=resolved)
+    env = fx.stop(env, winner, "all_resolved", when=~jnp.any(env.alive))
 
     # Widen while confidence is low and not rising.
     spawned = env.opened
@@ -130,11 +142,22 @@ def step(env, cs, params, fx):
     env = fx.probe_new(env, n_new)
 
     n = cs["step"] + 1
-    env = fx.stop(env, fallback, "max_outer", when=n >= MAX_OUTER)
+    env = fx.stop(env, winner, "max_outer", when=n >= MAX_OUTER)
     return env, {
         "ema": ema, "window": window, "filled": filled, "delta": delta,
         "disagree": disagree, "probes": probes, "step": n,
     }
+
+
+def finish(env, cs, params, fx):
+    """Upstream's final answer after the loop: the pool majority, or -- if nothing completed --
+    the majority of the latest answers of the branches not abandoned (spawn order)."""
+    fallback = fx.vote(env.latest, env.is_open & ~env.pruned)[0]
+    looped_out = (env.stop_reason == fx.stop_reasons.index("all_resolved")) | (
+        env.stop_reason == fx.stop_reasons.index("max_outer")
+    )
+    use = looped_out & (env.answer == NO_ANSWER)
+    return replace(env, answer=jnp.where(use, fallback, env.answer))
 
 
 CMC = Controller(
@@ -147,5 +170,6 @@ CMC = Controller(
     step=step,
     stop_reasons=("ema_gate", "all_resolved", "max_outer", "no_branches"),
     trace_fields=lambda cs: {"ema": cs["ema"], "delta": cs["delta"], "step": cs["step"]},
+    finish=finish,
     doc=__doc__,
 )

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
-from autotts_jax.engine.votes import vote
 
 DEFAULTS = {
     "num_chains": 64, "K": 5, "T": 14, "eps_inter": 5.0, "eps_intra": 5.0,
@@ -50,7 +49,7 @@ def step(env, cs, params, fx):
     unfinished = env.is_open & ~env.pruned & ~env.finished
     env, _ = fx.advance(env, jnp.where(unfinished, params["probe_burst"], 0))
     active = env.is_open & ~env.pruned
-    win, _, _ = vote(env.latest, active)
+    win, _, _ = fx.vote(env.latest, active)
 
     check = (cs["step"] >= params["warm_up"]) & (jnp.sum(active) > 1)
     track = check & active & ~env.finished
@@ -59,7 +58,7 @@ def step(env, cs, params, fx):
     env = fx.prune(env, cut)
     active = active & ~cut
     env = fx.stop(env, cs["prev"], "all_pruned", when=~jnp.any(active))
-    win = jnp.where(jnp.any(cut), vote(env.latest, active)[0], win)
+    win = jnp.where(jnp.any(cut), fx.vote(env.latest, active)[0], win)
 
     stable = jnp.where(win == cs["prev"], cs["stable"] + 1, 0)
     env = fx.stop(env, win, "stable", when=stable >= params["T"])

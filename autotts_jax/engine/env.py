@@ -31,6 +31,7 @@ Array = jax.Array
 NO_ANSWER = -1  # the id of "no answer" (upstream ``None``)
 _NEVER = 2**31 - 1  # pool_first of an answer that never completed
 COST_MODELS = ("reference", "corrected")
+ORDER_SPAN = 256  # completion-order keys of one pool insertion lie in [0, ORDER_SPAN * S)
 
 
 @jax.tree_util.register_dataclass
@@ -63,6 +64,7 @@ class EnvState:
 
     @property
     def slots(self) -> Array:
+        """(S,) int32 slot indices."""
         return jnp.arange(self.branch.shape[0], dtype=jnp.int32)
 
     @property
@@ -116,24 +118,26 @@ def reset(data: ReplayData, question: Array, perm: Array, pool_size: int) -> Env
     )
 
 
-def _add_to_pool(env: EnvState, completed: Array, answers: Array, rank: Array) -> EnvState:
-    """Append ``answers[completed]`` to the pool, in ascending ``rank`` order.
+def _add_to_pool(env: EnvState, completed: Array, answers: Array, order: Array) -> EnvState:
+    """Append ``answers[completed]`` to the pool, in ascending ``order``.
 
-    The pool is a count vector; ``pool_first`` keeps the order key of each answer's first
-    completion so that ties go to the answer completed first (``Counter.most_common``).
+    ``order`` holds one key per slot in ``[0, ORDER_SPAN * S)``; only the relative order of
+    completions within this call matters.  The pool is a count vector; ``pool_first`` keeps the
+    order key of each answer's first completion, so that ties go to the answer completed first
+    (``Counter.most_common``).
     """
     pool = env.pool_count.shape[0]
+    n_slots = completed.shape[0]
     idx = jnp.where(completed, answers, pool)  # pool = out of range -> dropped
-    key = env.events + rank
+    key = (env.events + order).astype(jnp.int32)
     count = env.pool_count.at[idx].add(1, mode="drop")
     first = env.pool_first.at[idx].min(key, mode="drop")
-    n_slots = completed.shape[0]
     return replace(
         env,
         pool_count=count,
         pool_first=first,
         pool_size=env.pool_size + jnp.sum(completed, dtype=jnp.int32),
-        events=env.events + n_slots,
+        events=env.events + ORDER_SPAN * n_slots,
     )
 
 
@@ -203,16 +207,16 @@ def advance(
     """Advance opened, unpruned slots by up to ``calls[s]`` intervals (upstream ``probe_more``
     in a ``for _ in range(n): if finished: break`` loop).
 
-    Branches that finish enter the pool in ascending ``order`` (default: slot order); this is
-    the completion order that majority ties depend on.  Returns the state and the number of
-    explore calls made per slot.
+    Branches that finish enter the pool in ascending ``order`` (default: slot order; keys in
+    ``[0, ORDER_SPAN * S)``); this is the completion order that majority ties depend on.
+    Returns the state and the number of explore calls made per slot.
     """
     calls = jnp.where(env.is_open & ~env.pruned & ~env.read, calls, 0)
     was_finished = env.finished
     env, made = _explore(env, data, calls, cost_model)
     completed = env.finished & ~was_finished
-    rank = env.slots if order is None else order
-    return _add_to_pool(env, completed, env.final, rank), made
+    order = env.slots if order is None else order
+    return _add_to_pool(env, completed, env.final, order), made
 
 
 def probe_more(

@@ -60,6 +60,17 @@ class Effects:
     def prune(self, env: E.EnvState, mask) -> E.EnvState:
         return E.prune(env, mask)
 
+    @property
+    def vocab(self) -> int:
+        """Static size of the answer-id space of the store (probe answers included)."""
+        return self.data.is_correct.shape[-1]
+
+    def vote(self, answers, mask):
+        """(winner, top1, top2) of ``answers[mask]`` in slot order (see ``votes.vote``)."""
+        from autotts_jax.engine.votes import vote
+
+        return vote(answers, mask, self.vocab)
+
     def stop(self, env: E.EnvState, answer, reason: str, when=True) -> E.EnvState:
         if reason not in self.stop_reasons:
             raise ValueError(f"unknown stop reason {reason!r}; declare it in stop_reasons")
@@ -79,6 +90,9 @@ class Controller:
         init, step: the two pure functions described in the module docstring.
         stop_reasons: names of the ways an episode can end (``round_cap`` is added first).
         trace_fields: optional ``cstate -> {name: scalar}`` recorded per round in traces.
+        finish: optional ``(env, cstate, params, fx) -> env`` run once after the episode
+            stopped, e.g. to choose a fallback answer.  Work done here is paid once per
+            episode instead of once per round, which matters under ``vmap``.
     """
 
     name: str
@@ -90,6 +104,7 @@ class Controller:
     step: Callable[..., tuple[E.EnvState, Any]]
     stop_reasons: tuple[str, ...]
     trace_fields: Callable[[Any], dict] | None = None
+    finish: Callable[..., E.EnvState] | None = None
     doc: str = field(default="", repr=False)
 
     @property

@@ -182,6 +182,8 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
             lambda v: jnp.zeros((max_rounds + 1, *v.shape), v.dtype).at[0].set(v), first
         )
     env, cstate, buf = jax.lax.while_loop(cond, body, (env, cstate, buf))
+    if controller.finish is not None:
+        env = controller.finish(env, cstate, params, fx)
     env = E.stop(env, E.NO_ANSWER, 0)  # round cap: no answer, reason index 0
     answer = env.answer
     correct = jnp.where(

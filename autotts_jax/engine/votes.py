@@ -55,18 +55,22 @@ def pool_stats(env: EnvState) -> tuple[Array, Array, Array, Array]:
     return winner, top1, top2, confidence(top1, top2)
 
 
-def vote(answers: Array, mask: Array) -> tuple[Array, Array, Array]:
+def vote(answers: Array, mask: Array, vocab: int) -> tuple[Array, Array, Array]:
     """(winner, top1, top2) of ``answers[mask]`` taken in array order; winner -1 if empty.
 
-    Pairwise equality over the slot axis: ``S`` is at most a few hundred, and unlike a
-    scatter into the vocabulary it needs no vocabulary-sized buffer per episode.
+    Counts by scatter-add into a ``[vocab]`` vector (every id must be < ``vocab``; pass the
+    store's vocabulary size, ``data.is_correct.shape[1]``).  On XLA:CPU this is about 5x
+    faster than pairwise ``[S, S]`` equality at S = 64 (``benchmarks/``).  The winner is the
+    answer of the first slot whose answer has the top count, i.e. the top answer occurring
+    earliest.
     """
-    same = (answers[:, None] == answers[None, :]) & mask[None, :]
-    count = jnp.where(mask, jnp.sum(same, axis=1, dtype=jnp.int32), 0)
-    top1 = jnp.max(count)
-    pos = jnp.argmax(count == top1)  # first slot holding a top answer = earliest occurrence
+    idx = jnp.where(mask, answers, vocab)
+    counts = jnp.zeros(vocab, jnp.int32).at[idx].add(1, mode="drop")
+    per_slot = jnp.where(mask, counts[jnp.clip(answers, 0, vocab - 1)], 0)
+    top1 = jnp.max(per_slot)
+    pos = jnp.argmax(per_slot == top1)
     winner = jnp.where(top1 > 0, answers[pos], NO_ANSWER).astype(jnp.int32)
-    top2 = jnp.max(jnp.where(answers == winner, 0, count))
+    top2 = jnp.max(counts.at[winner].set(0, mode="drop"))
     return winner, top1, top2
 
 

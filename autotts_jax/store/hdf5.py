@@ -193,29 +193,55 @@ def read_store_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise AutoTTSError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise AutoTTSError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
     with f:
-        version = f.attrs.get("schema_version")
+        try:
+            version = f.attrs.get("schema_version")
+            raw_attrs = dict(f.attrs.items())
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise AutoTTSError(f"{path}: attributes unreadable ({_one_line(exc)})") from None
         if version is None:
-            raise AutoTTSError(f"{path}: attribute 'schema_version' missing: not an autotts-jax store")
+            raise AutoTTSError(
+                f"{path}: attribute 'schema_version' missing: not an autotts-jax store"
+            )
+        if not _is_int(version):
+            raise AutoTTSError(
+                f"{path}: schema_version {version!r} is not an integer: not an autotts-jax store"
+            )
         if int(version) != SCHEMA_VERSION:
             raise AutoTTSError(
                 f"{path}: schema_version {int(version)} is not supported (this build reads "
                 f"{SCHEMA_VERSION}); re-pack it with `autotts-jax pack`"
             )
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in raw_attrs.items()}
         arrays: dict[str, np.ndarray] = {}
         for name in _EXPECTED:
             if name not in f:
                 raise AutoTTSError(f"{path}: dataset '{name}' missing")
             ds = f[name]
-            if h5py.check_string_dtype(ds.dtype) is not None:
-                arrays[name] = ds.asstr()[()]
-            else:
-                arrays[name] = ds[()]
+            if not isinstance(ds, h5py.Dataset):
+                raise AutoTTSError(f"{path}: '{name}' is not a dataset")
+            try:
+                if h5py.check_string_dtype(ds.dtype) is not None:
+                    arrays[name] = ds.asstr()[()]
+                else:
+                    arrays[name] = ds[()]
+            except (OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+                # A damaged chunk (bad checksum, failed gzip filter) surfaces only on read.
+                raise AutoTTSError(
+                    f"{path}: dataset '{name}' is unreadable ({_one_line(exc)})"
+                ) from None
     _validate(path, arrays, attrs)
     arrays["vocab"] = _decode_vocab(arrays.pop("vocab_utf8"), arrays.pop("vocab_offsets"))
     return arrays, attrs
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 # name -> (number of dimensions, kind) ; kinds: i = integer, b = bool, s = string
@@ -241,7 +267,9 @@ def _validate(path: Path, a: dict[str, np.ndarray], attrs: dict[str, object]) ->
     for name, (ndim, kind) in _EXPECTED.items():
         arr = a[name]
         if arr.ndim != ndim:
-            raise AutoTTSError(f"{path}: dataset '{name}' has {arr.ndim} dimensions, expected {ndim}")
+            raise AutoTTSError(
+                f"{path}: dataset '{name}' has {arr.ndim} dimensions, expected {ndim}"
+            )
         ok = {
             "i": np.issubdtype(arr.dtype, np.integer),
             "b": arr.dtype == np.bool_,
@@ -258,7 +286,9 @@ def _validate(path: Path, a: dict[str, np.ndarray], attrs: dict[str, object]) ->
     }
     for name, shape in shapes.items():
         if a[name].shape != shape:
-            raise AutoTTSError(f"{path}: dataset '{name}' has shape {a[name].shape}, expected {shape}")
+            raise AutoTTSError(
+                f"{path}: dataset '{name}' has shape {a[name].shape}, expected {shape}"
+            )
     if a["final_answers_trace"].shape[0] != n_q:
         raise AutoTTSError(f"{path}: dataset 'final_answers_trace' has the wrong number of rows")
     real = np.arange(n_b)[None, :] < a["n_branches"][:, None]

@@ -48,9 +48,16 @@ def _fail(path: Path, where: str, problem: str) -> AutoTTSError:
     return AutoTTSError(f"{path}: {where}: {problem}")
 
 
-def _expect_str(path: Path, where: str, value: object) -> str:
+def _expect_str(path: Path, where: str, value: object, *, nul_ok: bool = True) -> str:
     if not isinstance(value, str):
         raise _fail(path, where, f"expected a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(path, where, "not valid Unicode (lone surrogate escape)") from None
+    if not nul_ok and "\x00" in value:
+        # question and gold_answer are HDF5 variable-length strings, which end at a NUL.
+        raise _fail(path, where, "contains a NUL character (\\u0000)")
     return value
 
 
@@ -63,17 +70,20 @@ def _expect_int(path: Path, where: str, value: object) -> int:
 
 def _parse_branch(path: Path, where: str, raw: object) -> Branch:
     if not isinstance(raw, list) or len(raw) != 3:
-        n = len(raw) if isinstance(raw, list) else type(raw).__name__
-        raise _fail(path, where, f"expected [probe_list, branch_tokens, final_answer], got {n}")
+        got = f"a list of {len(raw)}" if isinstance(raw, list) else type(raw).__name__
+        raise _fail(path, where, f"expected [probe_list, branch_tokens, final_answer], got {got}")
     probes, tokens, final = raw
     if not isinstance(probes, list):
-        raise _fail(path, f"{where}[0]", f"expected a list of probe answers, got {type(probes).__name__}")
+        got = type(probes).__name__
+        raise _fail(path, f"{where}[0]", f"expected a list of probe answers, got {got}")
     if not probes:
         raise _fail(path, f"{where}[0]", "empty probe list (every branch needs at least one probe)")
     probe_strs = tuple(_expect_str(path, f"{where}[0][{k}]", p) for k, p in enumerate(probes))
     tok = _expect_int(path, f"{where}[1] (branch_tokens)", tokens)
     if tok < 0:
         raise _fail(path, f"{where}[1] (branch_tokens)", f"negative token count {tok}")
+    if tok >= 2**31:
+        raise _fail(path, f"{where}[1] (branch_tokens)", f"token count {tok} does not fit int32")
     return Branch(probe_strs, tok, _expect_str(path, f"{where}[2] (final_answer)", final))
 
 
@@ -100,8 +110,8 @@ def _parse_question(path: Path, i: int, raw: object) -> QuestionRecord:
         _expect_str(path, f"{where}.final_answers_trace[{k}]", a) for k, a in enumerate(trace)
     )
     return QuestionRecord(
-        question=_expect_str(path, f"{where}.question", raw["question"]),
-        gold_answer=_expect_str(path, f"{where}.gold_answer", raw["gold_answer"]),
+        question=_expect_str(path, f"{where}.question", raw["question"], nul_ok=False),
+        gold_answer=_expect_str(path, f"{where}.gold_answer", raw["gold_answer"], nul_ok=False),
         probe_freq=freq,
         final_answers_trace=trace_strs,
         branches=branches,
@@ -126,7 +136,12 @@ def read_upstream(path: str | Path) -> UpstreamFile:
     questions = tuple(_parse_question(path, i, q) for i, q in enumerate(raw))
     freqs = sorted({q.probe_freq for q in questions})
     if len(freqs) != 1:
-        raise AutoTTSError(f"{path}: probe_freq: mixed values {freqs} in one file")
+        first = questions[0].probe_freq
+        odd = next(i for i, q in enumerate(questions) if q.probe_freq != first)
+        raise AutoTTSError(
+            f"{path}: probe_freq: mixed values {freqs} in one file (question 0 has {first}, "
+            f"question {odd} has {questions[odd].probe_freq})"
+        )
     return UpstreamFile(path, hashlib.sha256(blob).hexdigest(), freqs[0], questions)
 
 

@@ -1,0 +1,48 @@
+"""Pure-Python test oracle: the upstream AutoTTS environment and controllers, one episode at a time.
+
+Plain Python and NumPy (SciPy for the Beta confidence), no JAX: slow but obviously faithful to
+``REFERENCE_SEMANTICS.md``, so the JAX engine can be checked against it episode by episode and
+both against the published numbers.
+"""
+
+from autotts_jax.oracle.controllers import (
+    CMC,
+    SC,
+    ASCMethod,
+    ESCMethod,
+    OptimalController,
+    Parallel_Probe,
+    cmc_schedule,
+    conf,
+    majority,
+    vote_stats,
+)
+from autotts_jax.oracle.env import (
+    OracleBranch,
+    OracleQuestion,
+    QuestionView,
+    n_questions,
+    permutation,
+    question_view,
+)
+from autotts_jax.oracle.evaluate import evaluate_oracle
+
+__all__ = [
+    "CMC",
+    "SC",
+    "ASCMethod",
+    "ESCMethod",
+    "OptimalController",
+    "OracleBranch",
+    "OracleQuestion",
+    "Parallel_Probe",
+    "QuestionView",
+    "cmc_schedule",
+    "conf",
+    "evaluate_oracle",
+    "majority",
+    "n_questions",
+    "permutation",
+    "question_view",
+    "vote_stats",
+]
