@@ -1,0 +1,1 @@
+"""Hydra-configured experiments: parity against published figures, evaluation sweeps, reports."""
