@@ -8,6 +8,7 @@ printed as one ``error:`` line with exit status 2 instead of a traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from autotts_jax.experiments import config as _config
 from autotts_jax.experiments.paths import CONF_DIR, TRAJECTORIES
 
 _config.register()
+# Hydra configures logging at INFO; JAX's backend probing ("Unable to initialize backend
+# 'tpu'") is noise for our users.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 if not OmegaConf.has_resolver("autotts.trajectories"):
     OmegaConf.register_new_resolver("autotts.trajectories", lambda: str(TRAJECTORIES))
 
