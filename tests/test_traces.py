@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TRAJECTORIES_DIR as TRAJECTORIES
 
 import autotts_jax.engine  # noqa: F401  (enables float64)
 from autotts_jax.controllers import ASC, CMC, ESC, PARALLEL_PROBE, SC
 from autotts_jax.engine import simulate
 from autotts_jax.engine.traces import trace_episode
 from autotts_jax.store import load
-
-from conftest import TRAJECTORIES_DIR as TRAJECTORIES
 
 CASES = [
     (SC, {"max_samples": 8}),
