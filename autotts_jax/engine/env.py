@@ -241,13 +241,25 @@ def probe_more(
 def probe_new(
     env: EnvState, data: ReplayData, n: Array, cost_model: str = "reference"
 ) -> EnvState:
-    """Open the next ``n`` slots by one interval each (upstream ``probe_new``)."""
+    """Open the next ``n`` slots by one interval each (upstream ``probe_new``).
+
+    Every real branch has at least one probe (the store guarantees ``n_probes >= 1``), so the
+    first explore call always returns probe 0 and never finishes the branch: no pool insertion
+    is needed, which keeps widening cheap in controllers that call this every round.
+    """
     slots = env.slots
     end = jnp.minimum(env.opened + jnp.maximum(n, 0), env.n_avail)
     new = (slots >= env.opened) & (slots < end)
-    env = replace(env, opened=jnp.maximum(end, env.opened))
-    env, _ = advance(env, data, new.astype(jnp.int32), cost_model=cost_model)
-    return env
+    f = data.probe_freq
+    charge = f if cost_model == "reference" else jnp.minimum(f, env.tokens)
+    first = data.probe_answer[env.question, jnp.maximum(env.branch, 0), 0]
+    return replace(
+        env,
+        opened=jnp.maximum(end, env.opened),
+        depth=jnp.where(new, 1, env.depth),
+        cost=env.cost + jnp.where(new, charge, 0),
+        latest=jnp.where(new, first, env.latest),
+    )
 
 
 def prune(env: EnvState, mask: Array) -> EnvState:

@@ -1,4 +1,4 @@
-"""Batched replay: one jitted call runs a controller over configs x shuffle seeds x questions.
+"""Batched replay: a controller over configs x shuffle seeds x questions, in compiled chunks.
 
 Shuffle orders are CPython's: upstream builds ``random.Random(seed)`` per question and shuffles
 the branch list, so every question of a seed gets the same permutation (for equal branch
@@ -11,6 +11,14 @@ episode's sequential tokens are the sum over rounds of the largest charge any si
 received in that round.  SC@64 (one round of 64 full reads) costs its longest branch; ASC
 (one read per round) costs the sum of its reads; ESC costs the sum over windows of each
 window's longest branch.
+
+A second, per-branch accounting (``"max_branch"``, the one of the SCOUT testbed) ignores the
+schedule: every opened branch runs in parallel and an episode costs its largest per-slot total
+(``env.cost``), except for controllers that declare ``seq_window`` (ESC): their opened slots
+are cut into consecutive windows of that many slots, and the episode costs the sum over windows
+of each window's largest branch.  Both are returned (``Episodes.seq_tokens`` and
+``Episodes.seq_tokens_max_branch``, or ``Episodes.seq(accounting)``); the critical path is the
+default and the one tables and plots use.
 
 The round cap (``max_rounds``, default 1024) guarantees termination: an episode still running
 then ends with no answer and stop reason ``round_cap``.  The published controllers need at most
@@ -36,6 +44,8 @@ from autotts_jax.store.load import ReplayData, bucket
 
 DEFAULT_SEEDS = tuple(range(100))
 DEFAULT_MAX_ROUNDS = 1024
+DEFAULT_CHUNK = 4096  # episodes per device per compiled call: keeps the loop state cache-sized
+SEQ_ACCOUNTINGS = ("critical_path", "max_branch")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -68,6 +78,16 @@ class Episodes:
     rounds: np.ndarray  # int32 controller rounds including the opening round
     stop_reason: np.ndarray  # int32 index into ``stop_reasons``
     stop_reasons: tuple[str, ...]
+    # int64 per-branch (SCOUT) sequential tokens: largest per-slot total (per seq_window)
+    seq_tokens_max_branch: np.ndarray | None = None
+
+    def seq(self, accounting: str = "critical_path") -> np.ndarray:
+        """Per-episode sequential tokens under ``accounting`` (see ``SEQ_ACCOUNTINGS``)."""
+        if accounting == "critical_path":
+            return self.seq_tokens
+        if accounting == "max_branch" and self.seq_tokens_max_branch is not None:
+            return self.seq_tokens_max_branch
+        raise ValueError(f"seq accounting must be one of {SEQ_ACCOUNTINGS}, got {accounting!r}")
 
     def summary(self, c: int) -> dict[str, Any]:
         """Upstream-exact aggregate of config ``c`` (accuracy at 2 dp, integer token total)."""
@@ -84,12 +104,20 @@ class Episodes:
             "avg_tokens": t / n,
             "avg_tokens_int": t // n,
             "avg_seq_tokens": st / n,
+            **self._max_branch_summary(c, n),
             "avg_branches": float(self.branches[c].mean()),
             "avg_rounds": float(self.rounds[c].mean()),
             "stop_reasons": {
                 r: int(x) for r, x in zip(self.stop_reasons, reasons, strict=True) if x
             },
         }
+
+    def _max_branch_summary(self, c: int, n: int) -> dict[str, Any]:
+        if self.seq_tokens_max_branch is None:
+            return {}
+        s = int(self.seq_tokens_max_branch[c].sum())
+        return {"seq_tokens_max_branch": s, "avg_seq_tokens_max_branch": s / n,
+                "avg_seq_tokens_max_branch_int": s // n}
 
 
 def stack_params(controller: Controller, configs: Sequence[Mapping[str, Any]]) -> dict:
@@ -186,6 +214,11 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
         env = controller.finish(env, cstate, params, fx)
     env = E.stop(env, E.NO_ANSWER, 0)  # round cap: no answer, reason index 0
     answer = env.answer
+    n_slots = env.cost.shape[0]
+    width = n_slots if controller.seq_window is None else controller.seq_window(params)
+    window = env.slots // jnp.maximum(jnp.asarray(width, jnp.int32), 1)
+    opened_cost = jnp.where(env.is_open, env.cost, 0)
+    per_window = jnp.zeros(n_slots, jnp.int32).at[window].max(opened_cost)
     correct = jnp.where(
         answer >= 0, data.is_correct[question, jnp.maximum(answer, 0)], False
     )
@@ -194,6 +227,7 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
         "correct": correct,
         "tokens": env.total_tokens,
         "seq_tokens": env.seq_tokens,
+        "seq_tokens_max_branch": jnp.sum(per_window),
         "branches": env.opened,
         "rounds": env.rounds,
         "stop_reason": env.stop_reason,
@@ -203,27 +237,49 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
     return out
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("controller", "pool_size", "cost_model", "max_rounds", "trace"),
-)
-def _simulate(controller, data, params, perms, *, pool_size, cost_model, max_rounds, trace):
-    """params: dict of [C]; perms: [N, Q, S].  Returns dict of [C, N, Q] arrays."""
-    n_q = perms.shape[1]
-    questions = jnp.arange(n_q, dtype=jnp.int32)
+def _chunk(controller, data, params, perms, cfg, seed, question, *, pool_size, cost_model,
+           max_rounds, trace):
+    """One chunk of flat episodes: episode i is (config cfg[i], seed row seed[i], question[i]).
+
+    Per-episode inputs are three integers; the config's params and the permutation row are
+    gathered on device, so a chunk of a million episodes costs 12 bytes each to ship.
+    """
     run = functools.partial(
         _episode, controller, data, pool_size=pool_size, cost_model=cost_model,
         max_rounds=max_rounds, trace=trace,
     )
-    over_q = jax.vmap(run, in_axes=(None, 0, 0))
-    over_seeds = jax.vmap(over_q, in_axes=(None, 0, None))
-    over_configs = jax.vmap(over_seeds, in_axes=(0, None, None))
-    return over_configs(params, perms, questions)
+
+    def one(c, s, q):
+        p = jax.tree.map(lambda v: v[c], params)
+        return run(p, perms[s, q], q)
+
+    return jax.vmap(one)(cfg, seed, question)
 
 
-def _pad_configs(params: dict, n: int) -> dict:
-    """Pad the config axis to ``n`` by repeating config 0 (keeps compiled shapes in buckets)."""
-    return {k: np.concatenate([v, np.repeat(v[:1], n - len(v))]) for k, v in params.items()}
+_STATIC = ("controller", "pool_size", "cost_model", "max_rounds", "trace")
+_chunk_jit = jax.jit(_chunk, static_argnames=_STATIC)
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_chunk(n_devices: int, controller, pool_size, cost_model, max_rounds, trace):
+    """``_chunk`` under ``shard_map`` over a 1-D mesh of the episode axis.
+
+    Each device runs its own while-loop on its shard (no cross-device sync per round);
+    parameters, permutations and the store are replicated.
+    """
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("episodes",))
+    fn = functools.partial(
+        _chunk, controller, pool_size=pool_size, cost_model=cost_model,
+        max_rounds=max_rounds, trace=trace,
+    )
+    sharded = jax.shard_map(
+        fn, mesh=mesh,
+        in_specs=(P(), P(), P(), P("episodes"), P("episodes"), P("episodes")),
+        out_specs=P("episodes"),
+    )
+    return jax.jit(sharded)
 
 
 def simulate(
@@ -237,41 +293,64 @@ def simulate(
     pool_size: int = 128,
     slots: int | None = None,
     trace: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+    devices: int | None = None,
 ) -> Episodes | tuple[Episodes, dict]:
-    """Replay ``controller`` for every config x seed x question of ``data`` in one call.
+    """Replay ``controller`` for every config x seed x question of ``data``.
+
+    Episodes are flattened and run in chunks of ``chunk_size`` per device through one compiled
+    program (the last chunk is padded and its padding discarded), so results do not depend on
+    the chunk size or the number of devices, memory stays bounded for any batch, and new
+    configs, seeds or stores of the same padded shape never recompile.  ``devices`` (default:
+    all visible) shards each chunk over a 1-D mesh of the episode axis.
 
     ``pool_size`` must exceed every final-answer id (the public data needs <= 100).  ``slots``
-    defaults to the controller's need, rounded up to a power of two (so configs of one
-    controller share compiled code).  With ``trace=True`` also returns the per-round record
-    (``[C, N, Q, max_rounds + 1]`` per field; row r is round r, valid while
-    ``r < rounds``) -- meant for a few episodes, not for sweeps.
+    defaults to the controller's need rounded up to a power of two.  With ``trace=True`` also
+    returns the per-round record (``[C, N, Q, max_rounds + 1]`` per field; row r is round r,
+    valid while ``r < rounds``) -- meant for a few episodes, not for sweeps.
     """
     if cost_model not in E.COST_MODELS:
         raise ValueError(f"cost_model must be one of {E.COST_MODELS}, got {cost_model!r}")
     if not configs:
         raise ValueError("no configs to simulate")
+    seeds = list(seeds)
+    data = jax.device_put(data)  # once, not once per chunk
     n_b = data.probe_answer.shape[1]
     need = max(controller.max_slots(controller.config(c)) for c in configs)
     slots = slots or min(bucket(need, 8), n_b)
     params = stack_params(controller, configs)
-    n_conf = len(configs)
-    params = _pad_configs(params, bucket(n_conf, 1))
-    perms = permutation_table(list(seeds), np.asarray(data.n_branches), slots)
-    out = _simulate(
-        controller, data, params, perms, pool_size=pool_size, cost_model=cost_model,
-        max_rounds=max_rounds, trace=trace,
+    perms = permutation_table(seeds, np.asarray(data.n_branches), slots)
+    n_conf, n_seed, n_q = len(configs), len(seeds), perms.shape[1]
+    cfg, seed, question = (
+        a.ravel().astype(np.int32)
+        for a in np.meshgrid(np.arange(n_conf), np.arange(n_seed), np.arange(n_q), indexing="ij")
     )
-    out = jax.device_get(out)
+    n_dev = devices or jax.device_count()
+    step = chunk_size * n_dev
+    n_ep = cfg.size
+    static = dict(pool_size=pool_size, cost_model=cost_model, max_rounds=max_rounds, trace=trace)
+    if n_dev > 1:
+        run = _sharded_chunk(n_dev, controller, **static)
+    else:
+        run = functools.partial(_chunk_jit, controller, **static)
+    outs = []
+    for start in range(0, n_ep, step):
+        idx = np.arange(start, start + step)
+        idx = np.where(idx < n_ep, idx, start)  # pad the last chunk with a real episode
+        outs.append(run(data, params, perms, cfg[idx], seed[idx], question[idx]))
+    out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n_ep], *jax.device_get(outs))
+    out = jax.tree.map(lambda v: v.reshape(n_conf, n_seed, n_q, *v.shape[1:]), out)
     eps = Episodes(
-        answer=out["answer"][:n_conf],
-        correct=out["correct"][:n_conf],
-        tokens=out["tokens"][:n_conf].astype(np.int64),
-        seq_tokens=out["seq_tokens"][:n_conf].astype(np.int64),
-        branches=out["branches"][:n_conf],
-        rounds=out["rounds"][:n_conf],
-        stop_reason=out["stop_reason"][:n_conf],
+        answer=out["answer"],
+        correct=out["correct"],
+        tokens=out["tokens"].astype(np.int64),
+        seq_tokens=out["seq_tokens"].astype(np.int64),
+        seq_tokens_max_branch=out["seq_tokens_max_branch"].astype(np.int64),
+        branches=out["branches"],
+        rounds=out["rounds"],
+        stop_reason=out["stop_reason"],
         stop_reasons=controller.all_stop_reasons,
     )
     if trace:
-        return eps, {k: v[:n_conf] for k, v in out["trace"].items()}
+        return eps, out["trace"]
     return eps

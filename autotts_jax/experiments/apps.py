@@ -75,4 +75,63 @@ def parity(cfg: DictConfig) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[], None]] = {"parity": parity}
+def _plain(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python (``None`` where a value is missing)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+@_app("evaluate")
+def evaluate(cfg: DictConfig) -> int:
+    from autotts_jax.experiments import evaluate as ev
+    from autotts_jax.experiments import results
+
+    t0 = time.perf_counter()
+    conf = _plain(cfg)
+    jobs = ev.plan(conf)
+    rows = ev.run(jobs, conf["evaluation"], progress=conf["output"]["progress"])
+    seconds = time.perf_counter() - t0
+    paths = results.write(conf["output"]["dir"], conf["output"]["name"], rows,
+                          ev.run_meta(conf, seconds))
+    if conf["output"]["table"]:
+        print(ev.format_table(rows))
+    print(f"evaluate: {len(rows)} rows from {len(jobs)} jobs in {seconds:.1f}s; "
+          f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+@_app("report")
+def report(cfg: DictConfig) -> int:
+    from autotts_jax.experiments import evaluate as ev
+    from autotts_jax.experiments import report as rep
+    from autotts_jax.experiments import results
+
+    t0 = time.perf_counter()
+    conf = _plain(cfg)
+    if not conf.get("out"):
+        raise AutoTTSError("out: give the report directory (out=DIR)")
+    if conf["results"]:
+        rows = results.read_all(conf["results"])
+        print(f"report: {len(rows)} rows from {', '.join(map(str, conf['results']))}")
+    else:
+        jobs = ev.plan(conf, extra=rep.paper_configs())
+        print(f"report: no results given; evaluating {len(jobs)} (model, benchmark, "
+              f"controller) jobs on {conf['data']['trajectories']} "
+              f"({conf['evaluation']['seeds']} seeds)", flush=True)
+        rows = ev.run(jobs, conf["evaluation"], progress=conf["output"]["progress"])
+        seconds = time.perf_counter() - t0
+        paths = results.write(conf["out"], "results", rows, ev.run_meta(conf, seconds))
+        print(f"report: evaluated {len(rows)} rows in {seconds:.1f}s; wrote {paths[0]}")
+    t1 = time.perf_counter()
+    done = rep.write_report(rows, conf["out"], conf["plots"])
+    print("Headline: " + rep.headline_text(done["headline"]))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(done["counts"].items()))
+    print(f"paper Table 1: {counts} (of {len(done['table'])} cells)")
+    print(f"report: wrote {len(done['files'])} files to {conf['out']} "
+          f"(main_table.md, main_table.csv, pareto.csv, scaling_*.png/svg) in "
+          f"{time.perf_counter() - t1:.1f}s; total wall time {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[], None]] = {
+    "parity": parity, "evaluate": evaluate, "report": report,
+}

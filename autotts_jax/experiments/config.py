@@ -3,7 +3,8 @@ that names the key, not a silently ignored setting."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -18,6 +19,82 @@ class ParityConfig:
     out: str = "${hydra:runtime.output_dir}"
 
 
+@dataclass
+class DataConfig:
+    """Which stores: ``model`` and ``benchmark`` are a name, a list of names, or ``all``."""
+
+    model: Any = "all"
+    benchmark: Any = "all"
+    trajectories: str = "${autotts.trajectories:}"  # <dir>/<model>/<benchmark>.h5
+
+
+@dataclass
+class ControllerConfig:
+    """One controller and its beta grid (``conf/controller/<name>.yaml``).
+
+    ``grid`` lists values of ``grid_param`` from the smallest budget to the largest.  When
+    ``grid_param`` is ``beta`` the controller takes beta natively; otherwise beta selects a grid
+    position: ``beta`` -> ``grid[floor(beta * (len(grid) - 1) + 1/2)]``, so grid point i has
+    beta ``i / (len(grid) - 1)``.  ``betas`` null means every grid point.
+    """
+
+    name: str = MISSING  # controller name or alias (``get_controller``)
+    label: str = ""  # display name in tables and plots
+    upstream: str = ""  # upstream class name, for the results file
+    params: dict[str, Any] = field(default_factory=dict)  # fixed, on top of the defaults
+    grid_param: str = "beta"
+    grid: list[Any] = field(default_factory=list)
+    betas: list[float] | None = None
+    extra: list[dict[str, Any]] = field(default_factory=list)  # further configs, no beta
+
+
+@dataclass
+class BootstrapConfig:
+    samples: int = 1000  # resamples of the questions
+    seed: int = 0  # jax.random seed: the same seed gives the same intervals
+    level: float = 0.95
+
+
+@dataclass
+class EvaluationConfig:
+    seeds: int = 100  # shuffle seeds 0..seeds-1, as upstream
+    cost_model: str = "reference"
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "${hydra:runtime.output_dir}"
+    name: str = "results"  # <dir>/<name>.csv and <dir>/<name>.json
+    progress: bool = True  # progress bar over (model, benchmark, controller) jobs
+    table: bool = True  # print a short table
+
+
+@dataclass
+class EvaluateConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    controller: dict[str, ControllerConfig] = field(default_factory=dict)
+    betas: list[float] | None = None  # overrides every selected controller's betas
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+@dataclass
+class PlotConfig:
+    formats: list[str] = field(default_factory=lambda: ["png", "svg"])
+    log_tokens: bool = True  # log-scale token axis
+    bands: bool = True  # bootstrap CI bands
+
+
+@dataclass
+class ReportConfig(EvaluateConfig):
+    results: list[str] = field(default_factory=list)  # results files/dirs; [] = evaluate now
+    out: str = MISSING
+    plots: PlotConfig = field(default_factory=PlotConfig)
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="parity_schema", node=ParityConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="report_schema", node=ReportConfig)

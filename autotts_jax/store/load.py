@@ -86,6 +86,9 @@ def from_arrays(
     """Build padded :class:`ReplayData` from store arrays (see :mod:`autotts_jax.store.hdf5`)."""
     n_q, n_b, n_k = arrays["probe_answer"].shape
     n_v = arrays["is_correct"].shape[1]
+    real = np.arange(n_b)[None, :] < np.asarray(arrays["n_branches"])[:, None]
+    if np.any(np.asarray(arrays["n_probes"])[real] < 1):
+        raise ValueError("n_probes: every real branch needs at least one probe")
     b, k, v = bucket(n_b, min_branches), bucket(n_k, min_depth), bucket(n_v, min_vocab)
     i32 = np.int32
     return ReplayData(

@@ -1,0 +1,359 @@
+"""``autotts-jax evaluate``: controllers x betas on (model, benchmark) stores, one simulate call
+per (model, benchmark, controller) with all of that controller's configs and seeds.
+
+Planning validates everything first (store names and files, controller names, parameters,
+betas), so a configuration mistake fails in a second with one message instead of after minutes
+of simulation.
+
+**beta -> config.**  A controller's yaml gives ``grid_param`` and ``grid`` (smallest budget
+first).  For a controller that takes beta natively (``grid_param: beta``, CMC) a beta is
+passed as is.  For the baselines beta selects a grid point: ``grid[floor(beta * (n - 1) +
+1/2)]`` for a grid of ``n`` values, so grid point ``i`` has beta ``i / (n - 1)`` (e.g. ASC's
+grid 1, 4, 8, 16, 32, 64: beta 0 -> ASC-1, 0.2 -> ASC-4, ..., 1 -> ASC-64).  Without
+``betas`` every grid point is evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotts_jax.errors import AutoTTSError
+from autotts_jax.experiments.results import config_key
+
+ExtraConfigs = Callable[[str, str, str], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Point:
+    config: dict[str, Any]  # full config (defaults filled in)
+    beta: float | None  # None: a config off the beta grid
+
+
+@dataclass
+class Job:
+    """One (model, benchmark, controller): one simulate call."""
+
+    model: str
+    dataset: str
+    path: Path
+    controller: Any  # autotts_jax.engine.protocol.Controller
+    label: str
+    upstream: str
+    points: list[Point] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.dataset} {self.controller.name}"
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def available_stores(trajectories: str | Path) -> dict[str, list[str]]:
+    """``{model: [benchmark, ...]}`` of the ``<model>/<benchmark>.h5`` files found."""
+    root = Path(trajectories)
+    if not root.is_dir():
+        raise AutoTTSError(f"{root}: trajectories directory not found (data.trajectories)")
+    found = {
+        d.name: sorted(p.stem for p in d.glob("*.h5"))
+        for d in sorted(root.iterdir()) if d.is_dir()
+    }
+    found = {m: b for m, b in found.items() if b}
+    if not found:
+        raise AutoTTSError(f"{root}: no <model>/<benchmark>.h5 trajectories files in it")
+    return found
+
+
+def _names(value: Any, key: str) -> list[str] | None:
+    """A name, a list of names, or ``all`` (None)."""
+    if isinstance(value, str):
+        value = [value]
+    try:
+        names = [str(v) for v in value]
+    except TypeError:
+        raise AutoTTSError(f"{key} must be a name, a list of names or 'all'") from None
+    if not names:
+        raise AutoTTSError(f"{key} is empty")
+    return None if "all" in names else names
+
+
+def select_stores(data: Mapping[str, Any]) -> list[tuple[str, str, Path]]:
+    """``(model, benchmark, path)`` for the data config, every name checked."""
+    from autotts_jax.experiments.paths import store_path
+
+    stores = available_stores(data["trajectories"])
+    models = _names(data["model"], "data.model")
+    benchmarks = _names(data["benchmark"], "data.benchmark")
+    known_b = sorted({b for bs in stores.values() for b in bs})
+    for m in models or []:
+        if m not in stores:
+            raise AutoTTSError(f"unknown model {m!r} (data.model); known: {', '.join(stores)}")
+    for b in benchmarks or []:
+        if b not in known_b:
+            raise AutoTTSError(
+                f"unknown benchmark {b!r} (data.benchmark); known: {', '.join(known_b)}"
+            )
+    out = []
+    for m in models or list(stores):
+        for b in benchmarks or stores[m]:
+            out.append((m, b, store_path(data["trajectories"], m, b)))
+    return out
+
+
+# --------------------------------------------------------------------------- controllers
+
+
+def check_beta(beta: Any, where: str) -> float:
+    try:
+        b = float(beta)
+    except (TypeError, ValueError):
+        raise AutoTTSError(f"{where}: beta {beta!r} is not a number") from None
+    if not (math.isfinite(b) and 0.0 <= b <= 1.0):
+        raise AutoTTSError(f"{where}: beta {beta} is outside [0, 1]")
+    return b
+
+
+def grid_index(beta: float, n: int) -> int:
+    """The grid position of ``beta`` on a grid of ``n`` values (nearest; halves round up)."""
+    return min(n - 1, int(math.floor(beta * (n - 1) + 0.5)))
+
+
+def controller_points(
+    key: str, ccfg: Mapping[str, Any], betas: Sequence[float] | None = None
+) -> tuple[Any, list[Point]]:
+    """The controller of ``controller.<key>`` and its (config, beta) points, validated."""
+    from autotts_jax.controllers import get_controller
+
+    where = f"controller.{key}"
+    controller = get_controller(str(ccfg["name"]))
+    params = dict(ccfg.get("params") or {})
+    grid_param = str(ccfg.get("grid_param") or "beta")
+    grid = list(ccfg.get("grid") or [])
+    if grid_param not in controller.defaults:
+        raise AutoTTSError(
+            f"{where}.grid_param: {controller.name} has no parameter {grid_param!r}; "
+            f"known: {', '.join(sorted(controller.defaults))}"
+        )
+    if not grid:
+        raise AutoTTSError(f"{where}.grid is empty")
+    native = grid_param == "beta"
+    if native:
+        grid = [check_beta(b, f"{where}.grid") for b in grid]
+    n = len(grid)
+    if betas is None:
+        betas = ccfg.get("betas")
+    if betas is None:
+        chosen = [(grid[i], (round(i / (n - 1), 6) if n > 1 else 1.0)) for i in range(n)]
+    else:
+        if isinstance(betas, int | float | str):
+            betas = [betas]
+        chosen = []
+        for b in betas:
+            b = check_beta(b, where)
+            chosen.append((b if native else grid[grid_index(b, n)], b))
+        if not chosen:
+            raise AutoTTSError(f"{where}: no betas to evaluate")
+
+    def full(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            config = controller.config(cfg)
+            controller.make_params(config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AutoTTSError(f"{where}: {exc}") from None
+        return config
+
+    points = [Point(full({**params, grid_param: value}), beta) for value, beta in chosen]
+    for extra in ccfg.get("extra") or []:
+        points.append(Point(full({**params, **dict(extra)}), None))
+    return controller, points
+
+
+# --------------------------------------------------------------------------- plan and run
+
+
+def plan(cfg: Mapping[str, Any], extra: ExtraConfigs | None = None) -> list[Job]:
+    """Every job of an ``evaluate``/``report`` config; ``extra(model, dataset, controller)``
+    may add configs (the report adds the paper's Table-1 settings)."""
+    controllers = cfg.get("controller") or {}
+    if not controllers:
+        raise AutoTTSError("no controller selected (controller=cmc or controller=[asc,cmc])")
+    stores = select_stores(cfg["data"])
+    specs = []
+    for key, ccfg in controllers.items():
+        controller, points = controller_points(key, ccfg, cfg.get("betas"))
+        label = str(ccfg.get("label") or controller.name)
+        upstream = str(ccfg.get("upstream") or controller.name)
+        specs.append((controller, points, label, upstream))
+    jobs = []
+    for model, dataset, path in stores:
+        for controller, points, label, upstream in specs:
+            pts = list(points)
+            if extra is not None:
+                known = {config_key(p.config) for p in pts}
+                for c in extra(model, dataset, controller.name):
+                    full = controller.config(c)
+                    if config_key(full) not in known:
+                        known.add(config_key(full))
+                        pts.append(Point(full, None))
+            jobs.append(Job(model, dataset, path, controller, label, upstream, pts))
+    return jobs
+
+
+def _check_evaluation(evaluation: Mapping[str, Any]) -> tuple[list[int], dict[str, Any]]:
+    from autotts_jax.engine.env import COST_MODELS
+
+    seeds = int(evaluation["seeds"])
+    if seeds < 1:
+        raise AutoTTSError(f"evaluation.seeds must be >= 1, got {seeds}")
+    if evaluation["cost_model"] not in COST_MODELS:
+        raise AutoTTSError(
+            f"evaluation.cost_model must be one of {', '.join(COST_MODELS)}, "
+            f"got {evaluation['cost_model']!r}"
+        )
+    boot = dict(evaluation["bootstrap"])
+    if int(boot["samples"]) < 1:
+        raise AutoTTSError(f"evaluation.bootstrap.samples must be >= 1, got {boot['samples']}")
+    if not 0.0 < float(boot["level"]) < 1.0:
+        raise AutoTTSError(f"evaluation.bootstrap.level must be in (0, 1), got {boot['level']}")
+    return list(range(seeds)), boot
+
+
+def run(
+    jobs: Sequence[Job], evaluation: Mapping[str, Any], *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Evaluate every job (one simulate call each); returns the tidy result rows."""
+    import autotts_jax.engine  # noqa: F401  (float64)
+    from autotts_jax.engine import simulate
+    from autotts_jax.experiments.bootstrap import accuracy_ci
+    from autotts_jax.store import bucket, load_store
+
+    seeds, boot = _check_evaluation(evaluation)
+    cost_model = str(evaluation["cost_model"])
+    rows: list[dict[str, Any]] = []
+    stores: dict[Path, Any] = {}
+    bar = _progress(jobs, progress)
+    try:
+        for job in jobs:
+            bar.set_description(job.name)
+            if job.path not in stores:
+                stores.clear()  # jobs come grouped by store: keep one in memory
+                stores[job.path] = load_store(job.path)
+            store = stores[job.path]
+            configs: list[dict] = []
+            index: dict[str, int] = {}
+            for p in job.points:
+                k = config_key(p.config)
+                if k not in index:
+                    index[k] = len(configs)
+                    configs.append(p.config)
+            t0 = time.perf_counter()
+            eps = simulate(
+                job.controller, store.data, configs, seeds, cost_model=cost_model,
+                pool_size=bucket(store.meta.n_final_vocab, 128),
+            )
+            wall = time.perf_counter() - t0
+            _, low, high = accuracy_ci(
+                eps.correct, samples=int(boot["samples"]), seed=int(boot["seed"]),
+                level=float(boot["level"]),
+            )
+            for p in job.points:
+                i = index[config_key(p.config)]
+                s = eps.summary(i)
+                rows.append({
+                    "model": job.model, "dataset": job.dataset,
+                    "method": job.controller.name, "upstream": job.upstream,
+                    "label": job.label, "config": p.config, "beta": p.beta,
+                    "accuracy": 100.0 * s["n_correct"] / s["episodes"],
+                    "acc_ci_low": float(low[i]),
+                    "acc_ci_high": float(high[i]),
+                    "avg_tokens": s["avg_tokens"], "avg_seq_tokens": s["avg_seq_tokens"],
+                    "episodes": s["episodes"], "seeds": len(seeds),
+                    "n_correct": s["n_correct"], "total_tokens": s["total_tokens"],
+                    "ci_level": float(boot["level"]), "bootstrap_samples": int(boot["samples"]),
+                    "bootstrap_seed": int(boot["seed"]), "cost_model": cost_model,
+                    "wall_time_s": round(wall, 3),
+                })
+            bar.update(1)
+    finally:
+        bar.close()
+    return rows
+
+
+class _NoBar:
+    def set_description(self, _):
+        pass
+
+    def update(self, _):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(jobs: Sequence[Job], enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=len(jobs), unit="job", dynamic_ncols=True, leave=True)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def short_config(row: Mapping[str, Any]) -> str:
+    """The parameter that tells a row's configs apart (e.g. ``max_samples=64``)."""
+    from autotts_jax.controllers import get_controller
+
+    cfg = row["config"]
+    try:
+        defaults = get_controller(row["method"]).defaults
+    except AutoTTSError:
+        defaults = {}
+    for k in ("beta", "max_samples", "num_chains"):
+        if k in cfg:
+            main = f"{k}={cfg[k]}"
+            break
+    else:
+        main = ""
+    rest = [f"{k}={v}" for k, v in sorted(cfg.items())
+            if k not in ("beta", "max_samples", "num_chains") and defaults.get(k) != v]
+    return " ".join([main, *rest]).strip()
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    head = (f"{'model':<11} {'dataset':<7} {'method':<15} {'beta':>4}  {'config':<32} "
+            f"{'acc %':>6} {'CI':>13} {'tokens':>9} {'seq':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        beta = "" if r["beta"] is None else f"{r['beta']:.2f}"
+        ci = f"[{r['acc_ci_low']:.1f}, {r['acc_ci_high']:.1f}]"
+        lines.append(
+            f"{r['model']:<11} {r['dataset']:<7} {r['method']:<15} {beta:>4}  "
+            f"{short_config(r)[:32]:<32} {r['accuracy']:>6.2f} {ci:>13} "
+            f"{r['avg_tokens'] / 1000:>8.1f}k {r['avg_seq_tokens'] / 1000:>7.1f}k"
+        )
+    return "\n".join(lines)
+
+
+def run_meta(cfg: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """Provenance written beside the rows of a results JSON."""
+    import jax
+
+    from autotts_jax import __version__
+
+    return {
+        "autotts_jax": __version__,
+        "jax": jax.__version__,
+        "device": jax.devices()[0].device_kind,
+        "seeds": int(cfg["evaluation"]["seeds"]),
+        "cost_model": str(cfg["evaluation"]["cost_model"]),
+        "bootstrap": dict(cfg["evaluation"]["bootstrap"]),
+        "wall_time_s": round(seconds, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
