@@ -267,7 +267,8 @@ def _sharded_chunk(n_devices: int, controller, pool_size, cost_model, max_rounds
     Each device runs its own while-loop on its shard (no cross-device sync per round);
     parameters, permutations and the store are replicated.
     """
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
 
     mesh = Mesh(np.array(jax.devices()[:n_devices]), ("episodes",))
     fn = functools.partial(
