@@ -165,7 +165,9 @@ CMC = Controller(
     aliases=("CMC", "OptimalController", "AutoTTS"),
     defaults={"beta": 0.5},
     make_params=_params,
-    max_slots=lambda c: schedule(c["beta"])["max_branch_use"],
+    # Always the 64-branch ceiling, whatever beta: a new beta must never change the compiled
+    # shape (beta sweeps reuse one program); the unused slots are masked.
+    max_slots=lambda c: MAX_BRANCH,
     init=init,
     step=step,
     stop_reasons=("ema_gate", "all_resolved", "max_outer", "no_branches"),
