@@ -64,6 +64,9 @@ def _file_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=_cmd_info)
+    from autotts_jax.collect.cli import add_parsers as add_collect_parsers
+
+    add_collect_parsers(sub)  # collect, import-hf
     for name, helptext in _HYDRA_HELP.items():
         sub.add_parser(name, help=helptext + " (Hydra overrides follow)", add_help=False)
     return parser
