@@ -329,8 +329,10 @@ def simulate(
         for a in np.meshgrid(np.arange(n_conf), np.arange(n_seed), np.arange(n_q), indexing="ij")
     )
     n_dev = devices or jax.device_count()
-    step = chunk_size * n_dev
     n_ep = cfg.size
+    # Small batches get a smaller chunk (a power of two, so at most log2(chunk_size) shapes).
+    per_device = min(chunk_size, bucket(-(-n_ep // n_dev), 8))
+    step = per_device * n_dev
     static = dict(pool_size=pool_size, cost_model=cost_model, max_rounds=max_rounds, trace=trace)
     if n_dev > 1:
         run = _sharded_chunk(n_dev, controller, **static)
