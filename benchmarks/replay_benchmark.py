@@ -114,8 +114,11 @@ def main() -> int:
                 if n_ep > args.max_episodes:
                     continue
                 seeds = range(n_seeds)
-                _, first = timed(lambda use=use, seeds=seeds: simulate(c, d8, use, seeds, **kw))
-                _, warm = timed(lambda use=use, seeds=seeds: simulate(c, d8, use, seeds, **kw))
+                def run(c=c, use=use, seeds=seeds):
+                    return simulate(c, d8, use, seeds, **kw)
+
+                _, first = timed(run)
+                _, warm = timed(run)
                 rate = n_ep / warm
                 lines.append(
                     f"| {c.name} {'(largest config)' if n_cfg == 1 else '(grid)'} | {len(use)} "
