@@ -37,6 +37,9 @@ def step(env, cstate, params, fx):
     windows = cstate["windows"] + 1
     env = fx.stop(env, pool_majority(env), "exhausted", when=~read_any)
     env = fx.stop(env, first, "unanimous_window", when=unanimous)
+    # A short window means the branches ran out (as SC / ASC / the oracle report it).
+    short = env.opened - start < params["window_size"]
+    env = fx.stop(env, pool_majority(env), "exhausted", when=short)
     env = fx.stop(env, pool_majority(env), "max_samples", when=windows >= params["n_windows"])
     return env, {"windows": windows}
 
@@ -52,5 +55,6 @@ ESC = Controller(
     step=step,
     stop_reasons=("unanimous_window", "max_samples", "exhausted"),
     trace_fields=lambda cs: {"windows": cs["windows"]},
+    seq_window=lambda p: p["window_size"],  # max_branch accounting: windows run in sequence
     doc=__doc__,
 )

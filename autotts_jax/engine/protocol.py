@@ -93,6 +93,10 @@ class Controller:
         finish: optional ``(env, cstate, params, fx) -> env`` run once after the episode
             stopped, e.g. to choose a fallback answer.  Work done here is paid once per
             episode instead of once per round, which matters under ``vmap``.
+        seq_window: optional ``params -> int`` for the per-branch ("max_branch", SCOUT)
+            sequential accounting: the opened slots are cut into consecutive windows of this
+            many slots that run one after another (ESC: ``window_size``).  Without it every
+            opened slot runs in parallel and an episode costs its largest branch.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Controller:
     stop_reasons: tuple[str, ...]
     trace_fields: Callable[[Any], dict] | None = None
     finish: Callable[..., E.EnvState] | None = None
+    seq_window: Callable[[Params], Any] | None = None
     doc: str = field(default="", repr=False)
 
     @property
