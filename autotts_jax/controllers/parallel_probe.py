@@ -36,6 +36,8 @@ def _params(config):
 def init(env, params, fx):
     env = fx.probe_new(env, params["num_chains"])
     env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
+    # max_steps < 1: upstream's step loop never runs and it returns None (``prev``).
+    env = fx.stop(env, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
     i32 = jnp.int32
     return env, {
         "off": jnp.zeros(env.branch.shape, i32),  # (S,) consecutive steps off the winner

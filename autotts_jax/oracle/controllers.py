@@ -162,6 +162,11 @@ class ESCMethod(_Controller):
         self.max_samples = max_samples
         self.window_size = window_size
 
+    @property
+    def seq_window(self) -> int:
+        """Windows run one after another in the max_branch (SCOUT) sequential accounting."""
+        return self.window_size
+
     def solve(self, q):
         every = []
         windows = 0

@@ -276,6 +276,15 @@ class OracleQuestion:
         """Sum over rounds (the open one included) of the largest per-slot charge in it."""
         return self._closed_seq + max(self._round_charge.values(), default=0)
 
+    def seq_tokens_max_branch(self, window: int | None = None) -> int:
+        """SCOUT's sequential tokens: the largest per-slot total of the opened slots; with
+        ``window``, the opened slots are cut into consecutive windows of that many and the
+        window maxima are summed (SCOUT's ESC).  SCOUT asserts that the windows are full; a
+        short last window (branches ran out) counts as a window here."""
+        active = self.cost_per_branch[: self.next]
+        w = max(1, len(active) if window is None else int(window))  # no slot opened: 0
+        return sum(max(active[i : i + w]) for i in range(0, len(active), w))
+
     @property
     def rounds_used(self) -> int:
         """Rounds in which at least one environment call was made (the open one included)."""

@@ -31,9 +31,11 @@ def evaluate_oracle(
     controller object serves all episodes, as upstream (``solve`` resets its state).
 
     Returns per-episode arrays of shape ``[n_seeds, n_questions]`` (``answer`` with -1 for
-    ``None``, ``correct``, ``tokens``, ``seq_tokens``, ``stop_reason``, ``rounds``) and the
-    aggregate: ``n_correct`` (K), ``total_tokens`` (T), ``acc = round(100*K/n, 2)``,
-    ``avg_cost = T/n`` and ``avg_cost_int = T // n`` (upstream prints ``int(avg)``).
+    ``None``, ``correct``, ``tokens``, ``seq_tokens``, ``seq_tokens_max_branch`` (SCOUT's
+    accounting, windowed by the controller's ``seq_window`` if it has one), ``stop_reason``,
+    ``rounds``) and the aggregate: ``n_correct`` (K), ``total_tokens`` (T),
+    ``acc = round(100*K/n, 2)``, ``avg_cost = T/n`` and ``avg_cost_int = T // n`` (upstream
+    prints ``int(avg)``).
 
     Raises RuntimeError("Token cost mismatch") when an episode's active per-slot costs do not
     sum to its cost (upstream's check; e.g. after ``probe_more(next)``).
@@ -50,6 +52,8 @@ def evaluate_oracle(
     correct = np.zeros(shape, dtype=bool)
     tokens = np.zeros(shape, dtype=np.int64)
     seq_tokens = np.zeros(shape, dtype=np.int64)
+    seq_tokens_max_branch = np.zeros(shape, dtype=np.int64)
+    seq_window = getattr(controller, "seq_window", None)  # windowed max_branch accounting (ESC)
     stop_reason = np.full(shape, "", dtype=object)
     rounds = np.zeros(shape, dtype=np.int64)
     perms: dict[tuple[int, int], list[int]] = {}
@@ -70,6 +74,7 @@ def evaluate_oracle(
             correct[si, qi] = view.is_correct(ans)
             tokens[si, qi] = env.cost
             seq_tokens[si, qi] = env.seq_tokens()
+            seq_tokens_max_branch[si, qi] = env.seq_tokens_max_branch(seq_window)
             stop_reason[si, qi] = getattr(controller, "stop_reason", None) or ""
             rounds[si, qi] = getattr(controller, "rounds", 0)
 
@@ -83,6 +88,7 @@ def evaluate_oracle(
         "correct": correct,
         "tokens": tokens,
         "seq_tokens": seq_tokens,
+        "seq_tokens_max_branch": seq_tokens_max_branch,
         "stop_reason": stop_reason,
         "rounds": rounds,
         "n_episodes": n,

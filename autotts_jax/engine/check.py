@@ -1,0 +1,285 @@
+"""The conformance harness every controller must pass, hand-written or LLM-written.
+
+:func:`check_controller` replays a controller on a small store and raises
+:class:`~autotts_jax.errors.AutoTTSError` naming the first problem it finds:
+
+1. the configs are accepted (known keys, valid values, a positive ``max_slots``) and the
+   stop reasons are distinct names (``round_cap`` is reserved);
+2. ``simulate`` traces, compiles and runs it under ``jit`` (no Python control flow on traced
+   values, a loop state of fixed structure, shapes and dtypes, declared stop reasons only);
+3. it is deterministic: two identical runs give identical episodes;
+4. batching does not change results: every config run alone (its copies fill the batch) and
+   the whole batch in reverse order (configs and seeds) give the same episodes as the batch.
+   All these runs have the same shapes, so they cost no recompilation, but every episode
+   shares its vmapped chunk with other episodes at another position;
+5. every episode stops by itself (stop reason ``round_cap`` means it never called ``fx.stop``);
+6. answers are ``-1`` or an answer id of the question (a final or probe answer of one of its
+   branches), and one the controller was shown: an answer of a branch it opened (slots below
+   ``branches``); ``correct`` agrees with the store;
+7. it opens no more branches than the question has, than the slot axis holds, and than its
+   config declares (``max_slots``; a controller that opens more would depend on the padding);
+8. its token counts are consistent with the branches it opened (slots ``j < branches``, with
+   ``bt_j`` the branch's tokens, ``L_j`` its probe count and ``f`` the probe interval):
+
+   * lower bound, both cost models: ``tokens >= sum_j min(f, bt_j)``.  Opening a slot costs at
+     least that (a full read ``bt``, ``probe_new`` ``f``, or ``min(f, bt)`` corrected), so a
+     smaller count means the controller edited the episode state instead of paying through
+     the effects;
+   * ``"corrected"`` cost model: ``tokens <= sum_j bt_j``.  Valid for every controller: a
+     branch is never charged more than its tokens, re-probing a finished branch is free;
+   * ``"reference"`` cost model: a branch probed to its end costs ``max(f * L_j, bt_j)``
+     (upstream's accounting, QUIRK 2), so ``tokens <= sum_j max(f * L_j, bt_j)`` -- but only
+     for controllers that never re-probe a finished branch.  Each ``fx.probe_more`` on a
+     finished branch charges its remainder ``max(0, bt_j - f * L_j)`` *again* (QUIRK 1), any
+     number of times per round, so no a-priori bound exists for a controller that does that.
+     No published controller does; by default re-probing (visible as tokens above the bound)
+     is reported as a failure, and ``allow_reprobe=True`` skips this one bound;
+   * sequential tokens: ``0 <= seq_tokens <= tokens`` (a round costs its largest per-slot
+     charge, which is at most the round's total).
+
+The default store is :func:`random_store`: a few questions with 1 to 16 branches (so branch
+exhaustion happens), probe lists of 1 to 12 answers from a small alphabet, final answers that
+are never probed, branch tokens on both sides of ``f * L``, and a question whose gold answer
+no branch reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from autotts_jax.engine.protocol import ROUND_CAP, Controller
+from autotts_jax.engine.simulate import Episodes, permutation_table, simulate
+from autotts_jax.errors import AutoTTSError
+from autotts_jax.store.load import ReplayData, bucket, from_arrays
+
+DEFAULT_SEEDS = (0, 1, 2)
+_FIELDS = ("answer", "correct", "tokens", "seq_tokens", "branches", "rounds", "stop_reason")
+
+
+def random_store(seed: int = 0, branches: Sequence[int] = (16, 9, 3, 1), freq: int = 100,
+                 ) -> ReplayData:
+    """A small random store: one question per entry of ``branches`` (its branch count).
+
+    Answer ids: 0-3 are final answers, 4-5 only ever appear as probes, 3 is never probed.
+    Question 0's gold answer is id 0; the last question's gold answer is no answer at all.
+    """
+    rng = np.random.default_rng(seed)
+    n_q, n_b, n_k, n_v = len(branches), max(branches), 12, 6
+    probe_answer = np.full((n_q, n_b, n_k), -1, np.int32)
+    n_probes = np.zeros((n_q, n_b), np.int32)
+    tokens = np.zeros((n_q, n_b), np.int32)
+    final = np.full((n_q, n_b), -1, np.int32)
+    is_correct = np.zeros((n_q, n_v), bool)
+    for q, nb in enumerate(branches):
+        for b in range(nb):
+            n = int(rng.integers(1, n_k + 1))
+            probes = rng.choice([0, 1, 2, 4, 5], size=n, p=[0.4, 0.25, 0.15, 0.1, 0.1])
+            probe_answer[q, b, :n] = probes
+            n_probes[q, b] = n
+            final[q, b] = probes[-1] if probes[-1] < 3 and rng.random() < 0.7 else rng.integers(4)
+            tokens[q, b] = max(0, freq * n + int(rng.integers(-2 * freq, 2 * freq + 1)))
+        if q < n_q - 1:
+            is_correct[q, int(rng.integers(3)) if q else 0] = True
+    arrays = {
+        "probe_answer": probe_answer, "n_probes": n_probes, "branch_tokens": tokens,
+        "final_answer": final, "n_branches": np.asarray(branches, np.int32),
+        "is_correct": is_correct,
+    }
+    return from_arrays(arrays, freq, min_branches=16, min_depth=16, min_vocab=64)
+
+
+def _fail(controller: Controller, problem: str) -> AutoTTSError:
+    return AutoTTSError(f"controller {controller.name!r} fails the conformance check: {problem}")
+
+
+def _where(configs, seeds, c: int, s: int, q: int) -> str:
+    return f"(config {dict(configs[c])}, seed {seeds[s]}, question {q})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _validate_static(controller: Controller, configs) -> list[int]:
+    if not isinstance(controller, Controller):
+        raise AutoTTSError(f"expected a Controller, got {type(controller).__name__}")
+    reasons = controller.stop_reasons
+    if not isinstance(reasons, tuple) or not all(isinstance(r, str) for r in reasons):
+        raise _fail(controller, f"stop_reasons must be a tuple of names, got {reasons!r}")
+    if ROUND_CAP in reasons or len(set(reasons)) != len(reasons):
+        raise _fail(controller, f"stop_reasons must be distinct and must not contain "
+                                f"{ROUND_CAP!r} (reserved), got {reasons!r}")
+    if not configs:
+        raise _fail(controller, "no configs to check")
+    needs = []
+    for config in configs:
+        try:
+            full = controller.config(config)
+            controller.make_params(full)
+            need = controller.max_slots(full)
+        except Exception as exc:
+            raise _fail(controller, f"config {dict(config)} is rejected: {_first_line(exc)}"
+                        ) from exc
+        if isinstance(need, bool) or not isinstance(need, int | np.integer) or need < 1:
+            raise _fail(controller, f"max_slots({dict(config)}) must be a positive int, "
+                                    f"got {need!r}")
+        needs.append(int(need))
+    return needs
+
+
+def _run(controller, data, configs, seeds, what: str, **kw) -> Episodes:
+    try:
+        return simulate(controller, data, configs, seeds, **kw)
+    except AutoTTSError:
+        raise
+    except Exception as exc:
+        raise _fail(controller, f"simulate failed under jit ({what}): {_first_line(exc)}"
+                    ) from exc
+
+
+def _index(eps: Episodes, index) -> dict[str, np.ndarray]:
+    return {name: np.asarray(getattr(eps, name))[index] for name in _FIELDS}
+
+
+def _same(a: Episodes, b: Episodes | dict, index=np.s_[...]) -> str | None:
+    """Name of the first field where ``a[index]`` and ``b`` differ, else None."""
+    b = b if isinstance(b, dict) else _index(b, np.s_[...])
+    for name in _FIELDS:
+        x, y = np.asarray(getattr(a, name))[index], b[name]
+        if x.shape != y.shape or not np.array_equal(x, y):
+            return name
+    return None
+
+
+def _check_episodes(controller, data, configs, seeds, eps: Episodes, slots: int, needs,
+                    cost_model: str, allow_reprobe: bool) -> None:
+    n_q, _, _, n_v = data.shape
+    f = int(data.probe_freq)
+    n_branches = np.asarray(data.n_branches)
+    n_probes = np.asarray(data.n_probes).astype(np.int64)
+    bt = np.asarray(data.branch_tokens).astype(np.int64)
+    finals = np.asarray(data.final_answer)
+    probes = np.asarray(data.probe_answer)
+    correct_table = np.asarray(data.is_correct)
+    perms = permutation_table(list(seeds), n_branches, slots)  # [N, Q, S] original branches
+
+    def shown(q: int, branch_ids) -> set[int]:
+        ids = set(finals[q, branch_ids].tolist())
+        for b in branch_ids:
+            ids.update(probes[q, b, : n_probes[q, b]].tolist())
+        return ids
+
+    valid = [shown(q, np.arange(n_branches[q])) for q in range(n_q)]
+    for c in range(len(configs)):
+        for s in range(len(seeds)):
+            for q in range(n_q):
+                where = _where(configs, seeds, c, s, q)
+                reason = int(eps.stop_reason[c, s, q])
+                if not 0 <= reason < len(eps.stop_reasons):
+                    raise _fail(controller, f"stop reason index {reason} out of range {where}")
+                if eps.stop_reasons[reason] == ROUND_CAP:
+                    raise _fail(controller, f"an episode never stopped: it hit the round cap "
+                                            f"(every episode must call fx.stop) {where}")
+                opened = int(eps.branches[c, s, q])
+                limit = min(int(n_branches[q]), slots)
+                if not 0 <= opened <= limit:
+                    raise _fail(controller, f"opened {opened} branches, but only {limit} can "
+                                            f"be opened {where}")
+                if opened > needs[c]:
+                    raise _fail(controller, f"opened {opened} branches, more than its "
+                                            f"max_slots ({needs[c]}) {where}")
+                answer = int(eps.answer[c, s, q])
+                if answer != -1:
+                    if not 0 <= answer < n_v or answer not in valid[q]:
+                        raise _fail(controller, f"answer {answer} is not an answer id of the "
+                                                f"question (nor -1 for no answer) {where}")
+                    if answer not in shown(q, perms[s, q, :opened]):
+                        raise _fail(controller, f"answer {answer} was never shown to it: no "
+                                                f"branch it opened has that answer (it must "
+                                                f"not read unopened slots) {where}")
+                want = answer >= 0 and bool(correct_table[q, answer])
+                if bool(eps.correct[c, s, q]) != want:
+                    raise _fail(controller, f"correct flag disagrees with the store {where}")
+                own = perms[s, q, :opened]
+                tokens = int(eps.tokens[c, s, q])
+                low = int(np.minimum(f, bt[q, own]).sum())
+                if tokens < low:
+                    raise _fail(controller, f"{cost_model} tokens {tokens} are below {low}, the "
+                                            f"least its {opened} opened branches cost: it "
+                                            f"changed the episode state without paying {where}")
+                if cost_model == "corrected":
+                    high = int(bt[q, own].sum())
+                    if tokens > high:
+                        raise _fail(controller, f"corrected tokens {tokens} exceed {high}, the "
+                                                f"tokens of its {opened} opened branches {where}")
+                elif not allow_reprobe:
+                    high = int(np.maximum(f * n_probes[q, own], bt[q, own]).sum())
+                    if tokens > high:
+                        raise _fail(controller, f"reference tokens {tokens} exceed {high}, the "
+                                                f"cost of driving its {opened} opened branches "
+                                                f"to the end: it re-probes finished branches "
+                                                f"(each call re-charges their remainder, "
+                                                f"upstream QUIRK 1) {where}")
+                seq = int(eps.seq_tokens[c, s, q])
+                if not 0 <= seq <= tokens:
+                    raise _fail(controller, f"sequential tokens {seq} not in [0, tokens = "
+                                            f"{tokens}] {where}")
+
+
+def check_controller(
+    controller: Controller,
+    data: ReplayData | None = None,
+    configs: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    allow_reprobe: bool = False,
+    max_rounds: int | None = None,
+) -> None:
+    """Raise :class:`AutoTTSError` naming the first way ``controller`` breaks the protocol.
+
+    ``data`` defaults to :func:`random_store`, ``configs`` to ``[{}]`` (the controller's
+    defaults; pass several to exercise the config axis).  See the module docstring for the
+    list of checks and for why the reference-model token bound needs ``allow_reprobe``.
+    """
+    configs = [dict(c) for c in (configs if configs is not None else [{}])]
+    seeds = [int(s) for s in seeds]
+    needs = _validate_static(controller, configs)
+    if data is None:
+        data = random_store()
+    n_b = data.probe_answer.shape[1]
+    slots = min(bucket(max(needs), 8), n_b)
+    pool = bucket(int(np.asarray(data.final_answer).max()) + 1, 8)
+    n_q = data.probe_answer.shape[0]
+    kw = {"slots": slots, "pool_size": pool, "chunk_size": len(configs) * len(seeds) * n_q}
+    if max_rounds is not None:
+        kw["max_rounds"] = max_rounds
+
+    eps = _run(controller, data, configs, seeds, "reference cost model", **kw)
+    _check_episodes(controller, data, configs, seeds, eps, slots, needs, "reference",
+                    allow_reprobe)
+    again = _run(controller, data, configs, seeds, "second run", **kw)
+    field = _same(eps, again)
+    if field is not None:
+        raise _fail(controller, f"not deterministic: two identical runs differ in {field}")
+    # Batching must not matter.  Every run below has the batch's shapes (no recompilation),
+    # but each episode sits at another position of the vmapped chunk, next to other episodes.
+    for c, config in enumerate(configs):  # one config at a time (copies fill the batch)
+        alone = _run(controller, data, [config] * len(configs), seeds, "one config", **kw)
+        for k in range(len(configs)):
+            field = _same(eps, _index(alone, k), np.s_[c])
+            if field is not None:
+                raise _fail(controller, f"config {config} run alone differs from the batch in "
+                                        f"{field}: episodes must not depend on each other")
+    flipped = _run(controller, data, configs[::-1], seeds[::-1], "reversed batch", **kw)
+    field = _same(eps, _index(flipped, np.s_[::-1, ::-1]))
+    if field is not None:
+        raise _fail(controller, f"the batch in reverse order (configs and seeds) differs in "
+                                f"{field}: episodes must not depend on each other")
+    eps = _run(controller, data, configs, seeds, "corrected cost model", cost_model="corrected",
+               **kw)
+    _check_episodes(controller, data, configs, seeds, eps, slots, needs, "corrected",
+                    allow_reprobe)
