@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from autotts_jax.controllers.asc import ASC
 from autotts_jax.controllers.cmc import CMC
+from autotts_jax.controllers.convergence import CONVERGENCE, SC_CONVERGENCE
 from autotts_jax.controllers.esc import ESC
 from autotts_jax.controllers.parallel_probe import PARALLEL_PROBE
+from autotts_jax.controllers.pp_prune_vote import PP_PRUNE_VOTE
 from autotts_jax.controllers.sc import SC
 from autotts_jax.engine.protocol import Controller
 from autotts_jax.errors import AutoTTSError
 
-BUILTIN: tuple[Controller, ...] = (SC, ASC, ESC, PARALLEL_PROBE, CMC)
+BUILTIN: tuple[Controller, ...] = (
+    SC, ASC, ESC, PARALLEL_PROBE, CMC, CONVERGENCE, SC_CONVERGENCE, PP_PRUNE_VOTE,
+)
 
 
 def get_controller(name: str) -> Controller:
@@ -22,4 +26,7 @@ def get_controller(name: str) -> Controller:
     raise AutoTTSError(f"unknown controller {name!r}; known: {known}")
 
 
-__all__ = ["ASC", "BUILTIN", "CMC", "ESC", "PARALLEL_PROBE", "SC", "get_controller"]
+__all__ = [
+    "ASC", "BUILTIN", "CMC", "CONVERGENCE", "ESC", "PARALLEL_PROBE", "PP_PRUNE_VOTE", "SC",
+    "SC_CONVERGENCE", "get_controller",
+]
