@@ -80,6 +80,9 @@ def _hydra_commands() -> dict[str, Callable[[], None]]:
 
 _HYDRA_HELP = {
     "parity": "re-evaluate a published results CSV and compare, row by row",
+    "evaluate": "controllers x betas on (model, benchmark) stores -> results CSV/JSON",
+    "report": "main table, paper comparison, Pareto fronts and scaling plots",
+    "discover": "search for controllers (LLM or evolve), sandboxed; held-out table at the end",
 }
 
 

@@ -132,6 +132,14 @@ def report(cfg: DictConfig) -> int:
     return 0
 
 
+@_app("discover")
+def discover(cfg: DictConfig) -> int:
+    from autotts_jax.explorer.loop import discover as run_discover
+
+    run_discover(_plain(cfg))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[], None]] = {
-    "parity": parity, "evaluate": evaluate, "report": report,
+    "parity": parity, "evaluate": evaluate, "report": report, "discover": discover,
 }

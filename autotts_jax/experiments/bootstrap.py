@@ -25,9 +25,12 @@ def resample_counts(n_questions: int, samples: int, seed: int) -> np.ndarray:
     if samples < 1:
         raise ValueError(f"bootstrap.samples must be >= 1, got {samples}")
     key = jax.random.key(int(seed))
-    idx = jax.random.randint(key, (samples, n_questions), 0, n_questions, dtype=jnp.int32)
-    counts = jax.vmap(lambda row: jnp.bincount(row, length=n_questions))(idx)
-    return np.asarray(counts, dtype=np.int64)
+    idx = np.asarray(
+        jax.random.randint(key, (samples, n_questions), 0, n_questions, dtype=jnp.int32)
+    )
+    counts = np.zeros((samples, n_questions), dtype=np.int64)
+    np.add.at(counts, (np.arange(samples)[:, None], idx), 1)
+    return counts
 
 
 def accuracy_ci(

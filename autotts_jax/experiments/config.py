@@ -60,6 +60,8 @@ class EvaluationConfig:
     seeds: int = 100  # shuffle seeds 0..seeds-1, as upstream
     cost_model: str = "reference"
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    # processes that evaluate jobs in parallel; 0 = one per CPU core (at most 4) on CPU, else 1
+    workers: int = 0
 
 
 @dataclass
@@ -83,7 +85,9 @@ class EvaluateConfig:
 class PlotConfig:
     formats: list[str] = field(default_factory=lambda: ["png", "svg"])
     log_tokens: bool = True  # log-scale token axis
-    bands: bool = True  # bootstrap CI bands
+    # methods whose bootstrap CI of accuracy is drawn as a band; [all] for every method, []
+    # for none (with ~30 questions the intervals are wide and overlap)
+    bands: list[str] = field(default_factory=lambda: ["sc", "cmc"])
 
 
 @dataclass
@@ -98,3 +102,6 @@ def register() -> None:
     cs.store(name="parity_schema", node=ParityConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="report_schema", node=ReportConfig)
+    from autotts_jax.explorer.config import register as register_discover
+
+    register_discover(cs)  # discover_schema and the explorer group's schemas

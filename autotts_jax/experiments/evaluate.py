@@ -16,6 +16,7 @@ grid 1, 4, 8, 16, 32, 64: beta 0 -> ASC-1, 0.2 -> ASC-4, ..., 1 -> ASC-64).  Wit
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -223,65 +224,211 @@ def _check_evaluation(evaluation: Mapping[str, Any]) -> tuple[list[int], dict[st
     return list(range(seeds)), boot
 
 
-def run(
-    jobs: Sequence[Job], evaluation: Mapping[str, Any], *, progress: bool = True
-) -> list[dict[str, Any]]:
-    """Evaluate every job (one simulate call each); returns the tidy result rows."""
+# Relative cost of one episode, for scheduling the slowest jobs first over worker processes.
+_COST = {"cmc": 8.0, "parallel_probe": 4.0, "asc": 1.0, "sc": 0.3, "esc": 0.3}
+
+
+def _unique_configs(job: Job) -> tuple[list[dict], dict[str, int]]:
+    configs: list[dict] = []
+    index: dict[str, int] = {}
+    for p in job.points:
+        k = config_key(p.config)
+        if k not in index:
+            index[k] = len(configs)
+            configs.append(p.config)
+    return configs, index
+
+
+def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
+                 cost_model: str) -> list[dict[str, Any]]:
+    """One simulate call over all of ``job``'s configs and seeds -> its result rows."""
     import autotts_jax.engine  # noqa: F401  (float64)
     from autotts_jax.engine import simulate
     from autotts_jax.experiments.bootstrap import accuracy_ci
-    from autotts_jax.store import bucket, load_store
+    from autotts_jax.store import bucket
 
+    configs, index = _unique_configs(job)
+    t0 = time.perf_counter()
+    eps = simulate(
+        job.controller, store.data, configs, seeds, cost_model=cost_model,
+        pool_size=bucket(store.meta.n_final_vocab, 128),
+    )
+    wall = time.perf_counter() - t0
+    _, low, high = accuracy_ci(
+        eps.correct, samples=int(boot["samples"]), seed=int(boot["seed"]),
+        level=float(boot["level"]),
+    )
+    rows = []
+    for p in job.points:
+        i = index[config_key(p.config)]
+        s = eps.summary(i)
+        rows.append({
+            "model": job.model, "dataset": job.dataset,
+            "method": job.controller.name, "upstream": job.upstream,
+            "label": job.label, "config": p.config, "beta": p.beta,
+            "accuracy": 100.0 * s["n_correct"] / s["episodes"],
+            "acc_ci_low": float(low[i]), "acc_ci_high": float(high[i]),
+            "avg_tokens": s["avg_tokens"], "avg_seq_tokens": s["avg_seq_tokens"],
+            "episodes": s["episodes"], "seeds": len(seeds),
+            "n_correct": s["n_correct"], "total_tokens": s["total_tokens"],
+            "ci_level": float(boot["level"]), "bootstrap_samples": int(boot["samples"]),
+            "bootstrap_seed": int(boot["seed"]), "cost_model": cost_model,
+            "wall_time_s": round(wall, 3),
+        })
+    return rows
+
+
+_STORE: dict[Path, Any] = {}  # one loaded store per process (jobs come grouped by store)
+
+
+def _store(path: Path):
+    from autotts_jax.store import load_store
+
+    if path not in _STORE:
+        _STORE.clear()
+        _STORE[path] = load_store(path)
+    return _STORE[path]
+
+
+_PROGRESS = None  # worker processes: queue of finished job indices
+
+
+def _init_worker(queue) -> None:
+    global _PROGRESS
+    _PROGRESS = queue
+
+
+def _worker(bundle: list[tuple], seeds: list[int], boot: Mapping[str, Any],
+            cost_model: str) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Worker-process entry: run a bundle of jobs, rebuilt from plain data (controllers hold
+    lambdas, so they travel by name)."""
+    from autotts_jax.controllers import get_controller
+
+    done = []
+    for i, (model, dataset, path, name, label, upstream, points) in bundle:
+        job = Job(model, dataset, path, get_controller(name), label, upstream,
+                  [Point(c, b) for c, b in points])
+        done.append((i, evaluate_job(job, _store(path), seeds, boot, cost_model)))
+        if _PROGRESS is not None:
+            _PROGRESS.put(i)
+    return done
+
+
+def _cost(job: Job, n_seeds: int) -> float:
+    return _COST.get(job.controller.name, 4.0) * len(job.points) * n_seeds
+
+
+# Below this estimated work (episode weights per question) one process is faster: every worker
+# process pays its own start-up and compilations.
+_PARALLEL_MIN_WORK = 2000.0
+
+
+def resolve_workers(requested: int, jobs: Sequence[Job], n_seeds: int) -> int:
+    """``evaluation.workers``; 0 (auto) = one process per CPU core, at most 4 and at most one
+    per controller, when JAX runs on the CPU and the work is large enough to repay starting
+    processes; else 1 (one process drives an accelerator best)."""
+    requested = int(requested)
+    if requested < 0:
+        raise AutoTTSError(f"evaluation.workers must be >= 0, got {requested}")
+    if requested == 0:
+        if sum(_cost(j, n_seeds) for j in jobs) < _PARALLEL_MIN_WORK:
+            return 1
+        import jax
+
+        if jax.default_backend() != "cpu":
+            return 1
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else (os.cpu_count() or 1))
+        requested = min(4, cores, len({j.controller.name for j in jobs}))
+    return max(1, min(requested, len(jobs)))
+
+
+def bundles(jobs: Sequence[Job], workers: int, n_seeds: int) -> list[list[int]]:
+    """Split job indices over ``workers`` processes so that each compiles few controllers:
+    jobs are grouped by controller, the costliest group is halved until there are enough
+    groups, and groups go to the least-loaded worker, costliest first."""
+    groups: dict[str, list[int]] = {}
+    for i, j in enumerate(jobs):
+        groups.setdefault(j.controller.name, []).append(i)
+    parts = list(groups.values())
+
+    def cost(part: list[int]) -> float:
+        return sum(_cost(jobs[i], n_seeds) for i in part)
+
+    while len(parts) < workers:
+        parts.sort(key=cost)
+        big = parts.pop()
+        if len(big) < 2:
+            parts.append(big)
+            break
+        parts += [big[: len(big) // 2], big[len(big) // 2:]]
+    loads: list[list] = [[0.0, []] for _ in range(workers)]
+    for part in sorted(parts, key=cost, reverse=True):
+        slot = min(loads, key=lambda w: w[0])
+        slot[0] += cost(part)
+        slot[1].extend(part)
+    return [sorted(w[1]) for w in loads if w[1]]
+
+
+def run(
+    jobs: Sequence[Job], evaluation: Mapping[str, Any], *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Evaluate every job (one simulate call each); returns the tidy result rows, in job
+    order.  With several workers (``evaluation.workers``) the jobs are split over that many
+    processes; every job is still one simulate call, so the results are the same."""
     seeds, boot = _check_evaluation(evaluation)
     cost_model = str(evaluation["cost_model"])
-    rows: list[dict[str, Any]] = []
-    stores: dict[Path, Any] = {}
+    workers = resolve_workers(evaluation.get("workers", 1), jobs, len(seeds))
     bar = _progress(jobs, progress)
+    out: list[list[dict[str, Any]]] = [[] for _ in jobs]
     try:
-        for job in jobs:
-            bar.set_description(job.name)
-            if job.path not in stores:
-                stores.clear()  # jobs come grouped by store: keep one in memory
-                stores[job.path] = load_store(job.path)
-            store = stores[job.path]
-            configs: list[dict] = []
-            index: dict[str, int] = {}
-            for p in job.points:
-                k = config_key(p.config)
-                if k not in index:
-                    index[k] = len(configs)
-                    configs.append(p.config)
-            t0 = time.perf_counter()
-            eps = simulate(
-                job.controller, store.data, configs, seeds, cost_model=cost_model,
-                pool_size=bucket(store.meta.n_final_vocab, 128),
-            )
-            wall = time.perf_counter() - t0
-            _, low, high = accuracy_ci(
-                eps.correct, samples=int(boot["samples"]), seed=int(boot["seed"]),
-                level=float(boot["level"]),
-            )
-            for p in job.points:
-                i = index[config_key(p.config)]
-                s = eps.summary(i)
-                rows.append({
-                    "model": job.model, "dataset": job.dataset,
-                    "method": job.controller.name, "upstream": job.upstream,
-                    "label": job.label, "config": p.config, "beta": p.beta,
-                    "accuracy": 100.0 * s["n_correct"] / s["episodes"],
-                    "acc_ci_low": float(low[i]),
-                    "acc_ci_high": float(high[i]),
-                    "avg_tokens": s["avg_tokens"], "avg_seq_tokens": s["avg_seq_tokens"],
-                    "episodes": s["episodes"], "seeds": len(seeds),
-                    "n_correct": s["n_correct"], "total_tokens": s["total_tokens"],
-                    "ci_level": float(boot["level"]), "bootstrap_samples": int(boot["samples"]),
-                    "bootstrap_seed": int(boot["seed"]), "cost_model": cost_model,
-                    "wall_time_s": round(wall, 3),
-                })
-            bar.update(1)
+        if workers == 1:
+            for i, job in enumerate(jobs):
+                bar.set_description(job.name)
+                out[i] = evaluate_job(job, _store(job.path), seeds, boot, cost_model)
+                bar.update(1)
+        else:
+            _run_pool(jobs, out, bundles(jobs, workers, len(seeds)), bar,
+                      (seeds, boot, cost_model))
     finally:
         bar.close()
-    return rows
+    return [r for rows in out for r in rows]
+
+
+def _run_pool(jobs, out, parts, bar, common) -> None:
+    import multiprocessing
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs XLA
+    progress = ctx.Queue()
+    bar.set_description(f"{len(parts)} worker processes")
+    with ProcessPoolExecutor(max_workers=len(parts), mp_context=ctx,
+                             initializer=_init_worker, initargs=(progress,)) as pool:
+        futures = []
+        for part in parts:
+            specs = [(i, (jobs[i].model, jobs[i].dataset, jobs[i].path, jobs[i].controller.name,
+                          jobs[i].label, jobs[i].upstream,
+                          [(p.config, p.beta) for p in jobs[i].points])) for i in part]
+            futures.append(pool.submit(_worker, specs, *common))
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5)
+                while True:
+                    try:
+                        i = progress.get_nowait()
+                    except queue_mod.Empty:
+                        break
+                    bar.set_description(f"{jobs[i].name} done")
+                    bar.update(1)
+            for fut in futures:
+                for i, rows in fut.result():
+                    out[i] = rows
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
 
 
 class _NoBar:

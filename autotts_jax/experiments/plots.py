@@ -75,10 +75,14 @@ def _draw(ax, rows, *, front, highlight, log_tokens, bands, methods):
         hi = [r.get("acc_ci_high", math.nan) for r in pts]
         label = pts[0].get("label") or method
         size = 9 if marker == "*" else 5.5
+        band = ("all" in bands or method in bands) and not any(
+            math.isnan(v) for v in lo + hi)
         if len(pts) > 1:
             ax.plot(x, y, color=colour, marker=marker, ms=size, lw=1.6, label=label, zorder=3)
-            if bands and not any(math.isnan(v) for v in lo + hi):
-                ax.fill_between(x, lo, hi, color=colour, alpha=0.13, lw=0, zorder=1)
+            if band:
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.12, lw=0, zorder=1)
+                for edge in (lo, hi):
+                    ax.plot(x, edge, color=colour, lw=0.7, ls=":", alpha=0.8, zorder=1)
         else:
             err = None
             if not (math.isnan(lo[0]) or math.isnan(hi[0])):
@@ -119,25 +123,29 @@ def _xlabel(log_tokens: bool) -> str:
             (", log scale)" if log_tokens else ")"))
 
 
-def _subtitle(rows: Sequence[Mapping[str, Any]]) -> str:
+def _subtitle(rows: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> str:
     seeds = sorted({int(r.get("seeds") or 0) for r in rows} - {0})
     q = {int(r["episodes"]) // max(1, int(r.get("seeds") or 1)) for r in rows}
     level = sorted({float(r.get("ci_level") or math.nan) for r in rows})
     parts = []
     if seeds and len(q) == 1:
         parts.append(f"{'/'.join(map(str, seeds))} shuffle seeds × {q.pop()} questions")
-    if level and not math.isnan(level[0]):
-        parts.append(f"bands: {100 * level[0]:g}% bootstrap CI over questions")
+    shown = [r.get("label") or r["method"] for r in
+             {r["method"]: r for r in rows if "all" in bands or r["method"] in bands}.values()]
+    if shown and level and not math.isnan(level[0]):
+        parts.append(f"bands: {100 * level[0]:g}% bootstrap CI over questions, for "
+                     f"{' and '.join(shown)}")
     return "; ".join(parts)
 
 
 def write_scaling_plots(
     rows: Sequence[Mapping[str, Any]], out: str | Path, *, front: Iterable[Mapping] = (),
     highlight: set | frozenset = frozenset(), formats: Sequence[str] = ("png", "svg"),
-    log_tokens: bool = True, bands: bool = True,
+    log_tokens: bool = True, bands: Sequence[str] = ("sc", "cmc"),
 ) -> list[Path]:
     """``scaling_<model>_<dataset>.<fmt>`` per (model, dataset), and ``scaling_overview``."""
     plt = _pyplot()
+    bands = tuple(bands)
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
         raise AutoTTSError(f"plots.formats: unsupported {bad}; use png, svg or pdf")
@@ -165,13 +173,13 @@ def write_scaling_plots(
 
     for (model, dataset), rs in sorted(groups.items(), key=lambda kv: (
             models.index(kv[0][0]), datasets.index(kv[0][1]))):
-        fig, ax = plt.subplots(figsize=(7.2, 4.8))
+        fig, ax = plt.subplots(figsize=(8.8, 4.8))
         fr = [r for r in front if (r["model"], r["dataset"]) == (model, dataset)]
         _draw(ax, rs, front=fr, highlight=highlight, log_tokens=log_tokens, bands=bands,
               methods=methods)
         split = _SPLIT.get(dataset)
         ax.set_title(f"{model} on {dataset}" + (f" ({split})" if split else ""), fontsize=12)
-        sub = _subtitle(rs)
+        sub = _subtitle(rs, bands)
         if sub:
             ax.text(0.5, 1.005, sub, transform=ax.transAxes, ha="center", va="bottom",
                     fontsize=8, color="0.35")
@@ -181,7 +189,8 @@ def write_scaling_plots(
         handles, _ = ax.get_legend_handles_labels()
         hl = any(_key(r) in highlight for r in rs)
         handles += _legend_extras(ax, hl, len(fr) > 1)
-        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+                  frameon=False)
         save(fig, f"scaling_{model}_{dataset}")
 
     if len(groups) > 1:
@@ -210,10 +219,11 @@ def write_scaling_plots(
                     handles.append(h)
                     labels.append(lab)
         handles += _legend_extras(None, bool(highlight), bool(front))
+        sub = _subtitle(rows, bands)
+        fig.suptitle("Accuracy vs tokens per question" + (f"  ({sub})" if sub else ""),
+                     y=0.995, fontsize=11)
         fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7),
-                   fontsize=9, frameon=False, bbox_to_anchor=(0.5, 1.0))
-        sub = _subtitle(rows)
-        fig.suptitle("Accuracy vs tokens" + (f" ({sub})" if sub else ""), y=1.03, fontsize=11)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
+                   fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.975))
+        fig.tight_layout(rect=(0, 0, 1, 0.955))
         save(fig, "scaling_overview")
     return written

@@ -144,6 +144,7 @@ def main_table(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell]) ->
             status, note = "not reproduced (paper slip)", PAPER_SLIPS[key]
         else:
             status = "not reproduced"
+        paper_note = note
         if int(r.get("seeds") or 0) not in (0, PAPER_SEEDS):
             extra = f"evaluated with {r['seeds']} seeds; the paper uses {PAPER_SEEDS}"
             note = f"{note}; {extra}" if note else extra
@@ -156,7 +157,7 @@ def main_table(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell]) ->
             "avg_seq_tokens": _round(r.get("avg_seq_tokens"), 2),
             "episodes": int(r["episodes"]),
             "accuracy_1dp": acc, "tokens_k_1dp": tok,
-            "status": status, "note": note,
+            "status": status, "note": note, "paper_note": paper_note,
         })
     return out
 
@@ -241,7 +242,7 @@ def headline_text(h: Mapping[str, Any] | None) -> str:
         return ("Not computable from these results (needs SC@64 and AutoTTS β=0.5 on "
                 f"{' and '.join(HELD_OUT)} for at least one backbone).")
     per = ", ".join(f"{m} {e['saved_pct']:.1f}%" for m, e in h["backbones"].items())
-    text = (f"AutoTTS (CMC β=0.5) uses {h['saved_pct']:.1f}% fewer tokens than SC@64 on the "
+    text = (f"AutoTTS (CMC β=0.5) uses {h['saved_pct']:.2f}% fewer tokens than SC@64 on the "
             f"held-out benchmarks ({' and '.join(HELD_OUT)}), mean over "
             f"{len(h['backbones'])} backbone(s) ({per}), at mean held-out accuracy "
             f"{h['cmc_accuracy']:.1f}% vs {h['sc64_accuracy']:.1f}% (paper: "
@@ -312,7 +313,7 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
         "# Main table (AutoTTS paper, Table 1), re-evaluated",
         "",
         "Accuracy (%) and average total tokens per question (thousands), "
-        f"{'/'.join(map(str, seeds)) or '?'} shuffle seed(s) x every question "
+        f"{'/'.join(map(str, seeds)) or '?'} shuffle seeds x every question "
         "(the paper: 100).  Held-out = mean of "
         f"{' and '.join(HELD_OUT)}.  A cell that does not reproduce the paper shows the paper's "
         "figure in parentheses and is marked ✗.",
@@ -320,6 +321,8 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
         "**Headline.** " + headline_text(head),
         "",
     ]
+    notes = {(t["model"], t["method"]): t["paper_note"] for t in table if t.get("paper_note")}
+    marks = {key: i + 1 for i, key in enumerate(notes)}
     hdr = ["Model", "Method"]
     for d in datasets:
         hdr += [f"{d} acc", f"{d} tokens"]
@@ -332,7 +335,10 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
             cells = [by.get((m, lab, d)) for d in datasets]
             if all(c is None for c in cells):
                 continue
-            row = [m, lab]
+            first = next(c for c in cells if c is not None)
+            key = (m, first["method"])
+            shown = f"{lab} [{marks[key]}]" if key in marks else lab
+            row = [m, shown]
             for c in cells:
                 if c is None or c["status"] == "missing":
                     row += ["—", "—"]
@@ -351,6 +357,10 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
                 else:
                     row += ["—", "—"]
             lines.append("| " + " | ".join(row) + " |")
+    if notes:
+        lines.append("")
+        for key, note in notes.items():
+            lines.append(f"[{marks[key]}] {key[0]} {key[1]}: {note}  ")
     counts: dict[str, int] = {}
     for t in table:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
@@ -362,12 +372,6 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
         + "".join(f"; {n} {s}" for s, n in sorted(counts.items()) if s != "reproduced") + ".",
         "",
     ]
-    notes = {(t["model"], t["method"]): t["note"] for t in table if t.get("note")}
-    if notes:
-        lines += ["Notes:", ""]
-        for (m, meth), note in notes.items():
-            lines.append(f"- {m} {meth}: {note}")
-        lines.append("")
     lines += ["| Model | Dataset | Method | Config | Ours acc | Paper acc | Ours tokens | "
               "Paper tokens | Status |", "|---|---|---|---|---|---|---|---|---|"]
     for t in table:
@@ -405,7 +409,8 @@ def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path,
     files += P.write_scaling_plots(
         rows, out, front=front, highlight=highlight,
         formats=tuple(plots.get("formats") or ("png", "svg")),
-        log_tokens=bool(plots.get("log_tokens", True)), bands=bool(plots.get("bands", True)),
+        log_tokens=bool(plots.get("log_tokens", True)),
+        bands=tuple(plots.get("bands", ("sc", "cmc")) or ()),
     )
     counts: dict[str, int] = {}
     for t in table:
