@@ -1,0 +1,146 @@
+"""Structured configs of ``autotts-jax discover`` (registered in Hydra's ConfigStore).
+
+``conf/discover.yaml`` composes :class:`DiscoverConfig` with an ``explorer`` (``evolve``,
+``openai``, ``command``, ``replay``: ``conf/explorer/<name>.yaml`` over the schemas below), the
+baselines (``controller`` group, as ``evaluate``) and the held-out ``evaluation`` settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from autotts_jax.experiments.config import ControllerConfig, EvaluationConfig, PlotConfig
+
+BETAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+@dataclass
+class EvolveExplorerConfig:
+    name: str = "evolve"
+    parents: int = 3  # mu: best accepted genomes that parent the next round
+    sigma: float = 0.15  # mutation step, as a fraction of each gene's range
+    sigma_up: float = 1.25  # after a round that improved the best score
+    sigma_down: float = 0.8  # after a round that did not
+    flip: float = 0.15  # probability of flipping each structural switch
+
+
+@dataclass
+class OpenAIExplorerConfig:
+    name: str = "openai"
+    base_url: str = MISSING  # e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp, ollama, hosted)
+    model: str = MISSING
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key ("" = none)
+    temperature: float = 0.7
+    seed: int | None = 0  # request seed = seed + round * candidates + candidate
+    timeout_s: float = 300.0
+    retries: int = 3
+    backoff_s: float = 2.0  # waits backoff_s * 2**attempt between attempts
+    max_tokens: int | None = None
+    system_prompt: str = ""
+
+
+@dataclass
+class CommandExplorerConfig:
+    name: str = "command"
+    command: str = MISSING  # run by /bin/sh: prompt on stdin, answer on stdout
+    timeout_s: float = 900.0
+
+
+@dataclass
+class ReplayExplorerConfig:
+    name: str = "replay"
+    from_dir: str = MISSING  # a previous run's directory: its recorded responses
+
+
+@dataclass
+class SearchConfig:
+    models: Any = "all"  # search backbones (aime24 stores); "all" = every one found
+
+
+@dataclass
+class SandboxConfig:
+    wall_s: float = 900.0  # whole candidate run, JIT compilation included
+    load_s: float = 60.0  # module + make_params/max_slots for every beta
+    trace_s: float = 120.0  # tracing init/step once
+    cpu_s: int = 3600  # RLIMIT_CPU of the sandbox process
+    memory_mb: int = 8192  # RLIMIT_AS of the sandbox process
+    conformance: bool = True  # run engine.check.check_controller in the sandbox
+    determinism: bool = True  # run the first store twice and compare
+
+
+@dataclass
+class PromptConfig:
+    history: int = 3  # best candidates shown with curves
+    errors: int = 5  # most recent rejections shown with their reasons
+    traces: int = 2  # execution traces per digest (0: none)
+    trace_rows: int = 24
+    examples: bool = True  # the baselines' source as worked examples
+
+
+@dataclass
+class ScoreConfig:
+    monotone_tolerance: float = 0.05  # mean tokens may dip this much between neighbour betas
+    floor_reads: int = 4  # the score's budget window runs from SC@floor_reads to SC@64
+
+
+@dataclass
+class HeldOutConfig:
+    enabled: bool = True
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0])
+    progress: bool = False
+
+
+@dataclass
+class DiscoverConfig:
+    explorer: Any = MISSING
+    rounds: int = 5
+    candidates: int = 6
+    out: str = MISSING
+    resume: bool = False
+    seed: int = 0  # explorer randomness (evolve) and the LLM request seeds
+    seeds: int = 10  # search-split shuffle seeds 0..seeds-1 per candidate
+    betas: list[float] = field(default_factory=lambda: list(BETAS))
+    cost_model: str = "reference"
+    max_rounds: int = 1024
+    max_branch: int = 64
+    trajectories: str = "${autotts.trajectories:}"
+    search: SearchConfig = field(default_factory=SearchConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    controller: dict[str, ControllerConfig] = field(default_factory=dict)  # the baselines
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # held-out eval
+    heldout: HeldOutConfig = field(default_factory=HeldOutConfig)
+    plots: PlotConfig = field(default_factory=PlotConfig)
+
+
+def register(cs) -> None:
+    cs.store(name="discover_schema", node=DiscoverConfig)
+    cs.store(group="explorer", name="evolve_schema", node=EvolveExplorerConfig)
+    cs.store(group="explorer", name="openai_schema", node=OpenAIExplorerConfig)
+    cs.store(group="explorer", name="command_schema", node=CommandExplorerConfig)
+    cs.store(group="explorer", name="replay_schema", node=ReplayExplorerConfig)
+
+
+def default_conf(**overrides: Any) -> dict[str, Any]:
+    """The discover config as a plain dict (no Hydra), for the Python API and tests."""
+    from dataclasses import asdict
+
+    conf = asdict(DiscoverConfig())
+    conf["explorer"] = asdict(EvolveExplorerConfig())
+    conf["trajectories"] = None
+    conf["out"] = None
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(conf.get(k), dict) and k not in ("controller",
+                                                                               "explorer"):
+            conf[k] = {**conf[k], **v}
+        else:
+            conf[k] = v
+    if conf["trajectories"] is None:
+        from autotts_jax.experiments.paths import TRAJECTORIES
+
+        conf["trajectories"] = str(TRAJECTORIES)
+    return conf

@@ -1,0 +1,267 @@
+"""The parametric controller family that the ``evolve`` explorer searches: a generalised CMC.
+
+A *genome* fixes how one scalar ``beta`` in [0, 1] drives every knob, plus a few structural
+switches.  Each knob is linear in beta, ``value = intercept + slope * beta`` (computed in
+Python float64, then rounded -- integers with Python's half-to-even ``round``, floats to 4 dp,
+exactly as CMC's schedule), and clipped to the knob's bounds.  Slopes keep CMC's signs, so every
+knob moves in the same direction as in CMC when beta rises (spending rises with beta).
+
+Switches (0/1 or a small int):
+
+* ``abandon``: abandon branches that keep disagreeing with the pool winner (CMC: on);
+* ``burst``: give branches aligned with the winner ``burst_aligned`` intervals per round
+  instead of one (CMC: on);
+* ``widen_rule``: 0 widens while confidence is low *and not rising* (CMC); 1 widens whenever
+  confidence is low;
+* ``gate_rule``: 0 stops on the EMA of the pool confidence with the momentum condition (CMC);
+  1 stops on the raw pool confidence (no EMA, no momentum);
+* ``consensus``: also stop as soon as every live branch's latest answer agrees with the pool
+  winner (after warm-up, with at least ``min_complete`` completed answers).
+
+:data:`CMC_GENOME` reproduces CMC episode for episode (tested).  The family is one
+:class:`Controller` whose config carries the genome (``family_controller``), so a population of
+genomes x betas is one vmapped ``simulate`` call; :func:`make_controller` bakes one genome into
+an ordinary beta-only controller, which is what an evolved candidate's module exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import jax.numpy as jnp
+
+from autotts_jax.controllers.cmc import _abandon, _probe_order
+from autotts_jax.engine.env import NO_ANSWER
+from autotts_jax.engine.protocol import Controller
+from autotts_jax.engine.votes import pool_stats
+
+MAX_BRANCH = 64
+MAX_OUTER = 500
+WINDOW = 16  # EMA window capacity: T_ema <= WINDOW
+
+# knob: (kind, lower bound, upper bound, slope sign).  Bounds of integer knobs are CMC's
+# floors (``max(2, ...)``) and the 64-branch ceiling; the sign is CMC's slope sign.
+KNOBS: dict[str, tuple[str, float, float, int]] = {
+    "n_init": ("int", 2, 16, +1),
+    "max_branch_use": ("int", 2, MAX_BRANCH, +1),
+    "warm_up": ("int", 2, 32, +1),
+    "abandon_patience": ("int", 3, 40, +1),
+    "T_ema": ("int", 2, WINDOW, +1),
+    "ema_alpha": ("float", 0.05, 1.0, -1),
+    "conf_thr": ("float", 0.5, 0.999, +1),
+    "delta_slack": ("float", 0.0, 0.2, -1),
+    "burst_aligned": ("int", 1, 8, +1),
+    "widen_burst": ("int", 1, 16, +1),
+    "trend_thr": ("float", -0.1, 0.2, -1),
+    "min_complete": ("int", 2, 32, +1),
+}
+# switch: number of values
+SWITCHES: dict[str, int] = {
+    "abandon": 2, "burst": 2, "widen_rule": 2, "gate_rule": 2, "consensus": 2,
+}
+
+CMC_GENOME: dict[str, Any] = {
+    "n_init": [2, 6], "max_branch_use": [4, 60], "warm_up": [2, 8],
+    "abandon_patience": [3, 9], "T_ema": [2, 6], "ema_alpha": [0.70, -0.40],
+    "conf_thr": [0.85, 0.12], "delta_slack": [0.04, -0.03], "burst_aligned": [1, 2],
+    "widen_burst": [1, 3], "trend_thr": [0.04, -0.03], "min_complete": [2, 3],
+    "abandon": 1, "burst": 1, "widen_rule": 0, "gate_rule": 0, "consensus": 0,
+}
+STOP_REASONS = ("ema_gate", "consensus", "all_resolved", "max_outer", "no_branches")
+
+
+def check_genome(genome: Mapping[str, Any]) -> dict[str, Any]:
+    """A validated copy of ``genome`` (every knob ``[intercept, slope]``, every switch)."""
+    missing = sorted((set(KNOBS) | set(SWITCHES)) - set(genome))
+    extra = sorted(set(genome) - set(KNOBS) - set(SWITCHES))
+    if missing or extra:
+        raise ValueError(f"genome: missing {missing}, unknown {extra}")
+    out: dict[str, Any] = {}
+    for k, (_, _, _, sign) in KNOBS.items():
+        a, s = (float(v) for v in genome[k])
+        if s * sign < 0:
+            raise ValueError(f"genome: slope of {k} must have sign {sign:+d} (spending rises "
+                             f"with beta), got {s}")
+        out[k] = [a, s]
+    for k, n in SWITCHES.items():
+        v = int(genome[k])
+        if not 0 <= v < n:
+            raise ValueError(f"genome: switch {k} must be in [0, {n}), got {v}")
+        out[k] = v
+    return out
+
+
+def schedule(genome: Mapping[str, Any], beta: float) -> dict[str, Any]:
+    """Knob values at ``beta`` (Python float64 and ``round``, like CMC's schedule)."""
+    b = min(1.0, max(0.0, float(beta)))
+    p: dict[str, Any] = {}
+    for k, (kind, lo, hi, _) in KNOBS.items():
+        a, s = genome[k]
+        v = a + s * b
+        if kind == "int":
+            p[k] = int(min(hi, max(lo, round(v))))
+        else:
+            p[k] = float(min(hi, max(lo, round(v, 4))))
+    # Never open more branches up front than the branch budget allows (CMC: always true).
+    p["n_init"] = min(p["n_init"], p["max_branch_use"])
+    for k in SWITCHES:
+        p[k] = int(genome[k])
+    return p
+
+
+def init(env, params, fx):
+    env = fx.probe_new(env, params["n_init"])
+    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
+    n = env.branch.shape[0]
+    return env, {
+        "ema": jnp.zeros((), jnp.float64),
+        "window": jnp.zeros(WINDOW, jnp.float64),  # window[i]: EMA appended i rounds ago
+        "filled": jnp.zeros((), jnp.int32),  # entries in the window (<= T_ema)
+        "delta": jnp.zeros((), jnp.float64),
+        "disagree": jnp.zeros(n, jnp.int32),  # (S,) consecutive rounds off the winner
+        "probes": jnp.zeros(n, jnp.int32),  # (S,) probe calls made after opening
+        "step": jnp.zeros((), jnp.int32),
+    }
+
+
+def step(env, cs, p, fx):
+    alpha = p["ema_alpha"]
+    winner, _, _, conf = pool_stats(env)
+    warm = cs["step"] >= p["warm_up"]
+
+    # EMA update #1 appends to the window (the oldest entry falls out beyond T_ema).
+    ema = (1.0 - alpha) * cs["ema"] + alpha * conf
+    window = jnp.roll(cs["window"], 1).at[0].set(ema)
+    filled = jnp.minimum(cs["filled"] + 1, p["T_ema"])
+
+    # Abandonment (switchable): most persistent disagreement first, keeping two alive.
+    gate_on = warm & (winner != NO_ANSWER)
+    alive = env.alive
+    disagree = jnp.where(
+        gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
+    )
+    cand = gate_on & alive & (disagree >= p["abandon_patience"]) & (p["abandon"] == 1)
+    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive)))
+
+    # Probe: aligned branches get a burst (switchable), served in descending probe count.
+    alive = env.alive
+    aligned = gate_on & (env.latest == winner)
+    burst = jnp.where(p["burst"] == 1, p["burst_aligned"], 1)
+    calls = jnp.where(alive, jnp.where(aligned, burst, 1), 0)
+    env, made = fx.advance(env, calls, order=_probe_order(cs["probes"], calls.shape[0]))
+    probes = cs["probes"] + made
+
+    # EMA update #2 on the post-probe pool overwrites this round's entry.
+    winner, _, _, conf = pool_stats(env)
+    ema = (1.0 - alpha) * ema + alpha * conf
+    window = window.at[0].set(ema)
+    oldest = window[jnp.maximum(filled - 1, 0)]
+    delta = jnp.where(filled >= 2, ema - oldest, 0.0)
+
+    raw = p["gate_rule"] == 1
+    level = jnp.where(raw, conf, ema)
+    steady = raw | (delta >= -p["delta_slack"])
+    enough = warm & (env.pool_size >= p["min_complete"])
+    env = fx.stop(env, winner, "ema_gate", when=enough & (level >= p["conf_thr"]) & steady)
+    alive = env.alive
+    agree = jnp.any(alive) & jnp.all(jnp.where(alive, env.latest == winner, True))
+    consensus = (p["consensus"] == 1) & enough & (winner != NO_ANSWER) & agree
+    env = fx.stop(env, winner, "consensus", when=consensus)
+    env = fx.stop(env, winner, "all_resolved", when=~jnp.any(env.alive))
+
+    # Widen while confidence is low (and, under widen_rule 0, not rising).
+    spawned = env.opened
+    cap = jnp.minimum(p["max_branch_use"], MAX_BRANCH)
+    trend_ok = (p["widen_rule"] == 1) | (delta <= p["trend_thr"])
+    widen = ((spawned < cap) & trend_ok & (cs["step"] >= jnp.maximum(1, p["warm_up"] // 2))
+             & (level < p["conf_thr"]))
+    n_new = jnp.where(widen & ~env.done, jnp.minimum(p["widen_burst"], cap - spawned), 0)
+    env = fx.probe_new(env, n_new)
+
+    n = cs["step"] + 1
+    env = fx.stop(env, winner, "max_outer", when=n >= MAX_OUTER)
+    return env, {
+        "ema": ema, "window": window, "filled": filled, "delta": delta,
+        "disagree": disagree, "probes": probes, "step": n,
+    }
+
+
+def finish(env, cs, params, fx):
+    """CMC's final answer: the pool majority, or -- if nothing completed -- the majority of
+    the latest answers of the branches not abandoned (spawn order)."""
+    fallback = fx.vote(env.latest, env.is_open & ~env.pruned)[0]
+    looped_out = (env.stop_reason == fx.stop_reasons.index("all_resolved")) | (
+        env.stop_reason == fx.stop_reasons.index("max_outer")
+    )
+    use = looped_out & (env.answer == NO_ANSWER)
+    return replace(env, answer=jnp.where(use, fallback, env.answer))
+
+
+def _trace_fields(cs):
+    return {"ema": cs["ema"], "delta": cs["delta"], "step": cs["step"]}
+
+
+def _flat(genome: Mapping[str, Any]) -> dict[str, Any]:
+    """Genome as flat scalar config keys (``n_init.a``, ``n_init.s``, switches)."""
+    out: dict[str, Any] = {}
+    for k in KNOBS:
+        out[f"{k}.a"], out[f"{k}.s"] = (float(v) for v in genome[k])
+    for k in SWITCHES:
+        out[k] = int(genome[k])
+    return out
+
+
+def _unflat(config: Mapping[str, Any]) -> dict[str, Any]:
+    g: dict[str, Any] = {k: [config[f"{k}.a"], config[f"{k}.s"]] for k in KNOBS}
+    g.update({k: config[k] for k in SWITCHES})
+    return g
+
+
+def _family_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    return schedule(check_genome(_unflat(config)), config["beta"])
+
+
+def _family_slots(config: Mapping[str, Any]) -> int:
+    return schedule(_unflat(config), config["beta"])["max_branch_use"]
+
+
+# One controller for the whole family: a config is a genome plus beta.
+FAMILY = Controller(
+    name="gcmc_family",
+    aliases=(),
+    defaults={"beta": 0.5, **_flat(CMC_GENOME)},
+    make_params=_family_params,
+    max_slots=_family_slots,
+    init=init,
+    step=step,
+    stop_reasons=STOP_REASONS,
+    trace_fields=_trace_fields,
+    finish=finish,
+    doc=__doc__,
+)
+
+
+def family_configs(genome: Mapping[str, Any], betas) -> list[dict[str, Any]]:
+    """Configs of :data:`FAMILY` for one genome over a beta grid."""
+    flat = _flat(check_genome(genome))
+    return [{**flat, "beta": float(b)} for b in betas]
+
+
+def make_controller(genome: Mapping[str, Any], name: str = "gcmc") -> Controller:
+    """An ordinary beta-only controller with ``genome`` baked in (what evolved modules export)."""
+    g = check_genome(genome)
+    return Controller(
+        name=name,
+        aliases=(),
+        defaults={"beta": 0.5},
+        make_params=lambda config: schedule(g, config["beta"]),
+        max_slots=lambda config: schedule(g, config["beta"])["max_branch_use"],
+        init=init,
+        step=step,
+        stop_reasons=STOP_REASONS,
+        trace_fields=_trace_fields,
+        finish=finish,
+        doc=f"Generalised CMC with genome {g}.",
+    )

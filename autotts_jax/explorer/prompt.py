@@ -1,0 +1,226 @@
+"""The proposer's prompt: the environment, the protocol, worked examples, the objective, and the
+history of the run so far -- all about the search split, nothing about held-out data.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autotts_jax.explorer import static
+from autotts_jax.explorer.metrics import N_BUDGETS
+
+EXAMPLES = ("sc", "asc", "esc", "parallel_probe", "cmc")
+
+_ENVIRONMENT = """\
+Replay data: for each question of the search split (aime24, 30 questions) and each of the
+backbones ({models}), 128 pre-sampled reasoning branches of the model.  Every branch was probed
+every {freq} tokens: after interval k you can read the answer the branch would give then
+("probe answer"); a branch has 1..80 probes and a final answer.  Branches are handed out in a
+shuffled order (one order per shuffle seed, shared by all questions): slot 0, 1, 2, ...
+An episode = one question under one shuffle order; its cost is the tokens it made the model
+generate.
+
+Cost of the effects (the upstream accounting, reproduced exactly):
+* fx.full_read(env, n): open the next n slots and read them to the end at once: costs each
+  branch's total tokens bt; its final answer enters the completed-answer pool.
+* fx.probe_new(env, n): open the next n slots by one interval each: {freq} tokens each.
+* fx.advance(env, calls, order): advance opened live branches by calls[s] intervals each
+  ({freq} tokens per interval); the call that finds a branch's end charges the remainder
+  max(0, bt - {freq} * L) and puts its final answer into the pool (in ``order``).  Driving a
+  branch to its end by probing costs max({freq} * L, bt) >= bt.
+* fx.probe_more(env, mask): one more interval on masked slots.  Probing a finished branch again
+  re-charges its remainder (upstream quirk): a candidate that pays that is rejected.
+* fx.prune(env, mask): give branches up (they keep what they cost).
+* fx.stop(env, answer, reason, when): end the episode with ``answer`` where ``when`` holds.
+A controller may open at most {max_branch} branches (the 64-branch ceiling, as upstream);
+branches beyond that are not there.
+"""
+
+_OBJECTIVE = """\
+Objective: accuracy first, then tokens.  Your controller takes ONE knob, beta in [0, 1]
+(defaults={{"beta": 0.5}}), mapped by make_params(config) through a smooth monotone schedule
+(like CMC's): spending must rise with beta, from a low budget at beta 0 to a conservative,
+near-full budget at beta 1.  It is evaluated at beta in {betas} on every search backbone,
+{seeds} shuffle seeds x 30 questions each.
+
+Score = accuracy at matched budget: per backbone, the best accuracy your betas reach within a
+token budget, averaged over {n_budgets} budgets spaced evenly in log tokens from the cost of
+{floor} full reads (SC@{floor}) to the cost of SC@64 (no credit below your cheapest beta, none
+for spending beyond SC@64); then averaged over backbones (in accuracy points).  Higher is
+better; ties go to fewer tokens.  Beat the baselines' scores below, and in particular reach
+SC@64's accuracy with far fewer tokens.
+
+Rejected (with the reason fed back to you): code that fails the static checks; a module that
+does not define CONTROLLER or has knobs other than beta; max_slots above {max_branch}; a Python
+loop that never ends; a run over {wall_s:g}s of wall time (compilation included) or
+{memory_mb} MiB of memory; an episode that never calls fx.stop (round cap); answers that are
+not an answer of a branch it opened; tokens outside [what its branches cost at least, their
+cost driven to the end]; non-deterministic results; mean tokens falling as beta rises.
+"""
+
+_RULES = """\
+Rules for the code (checked before it runs):
+* imports only from: {imports};
+* no file, process or network access, no open/exec/eval/compile/__import__/getattr/globals,
+  no dunder names or attributes and no attribute starting with "_", no "global";
+* pure JAX inside init/step/finish: no Python control flow on traced values (use jnp.where and
+  masks), fixed shapes and dtypes in cstate, no randomness except from keys you keep in cstate;
+* make_params(config) runs on the host with plain Python numbers: return a dict of scalars
+  (int / float / bool); max_slots(config) returns the number of branches the config may open.
+"""
+
+_FORMAT = """\
+Answer with the complete module in ONE ```python code block.  It must define
+
+    CONTROLLER = Controller(
+        name="...", aliases=(), defaults={"beta": 0.5}, make_params=..., max_slots=...,
+        init=..., step=..., stop_reasons=(...), trace_fields=..., finish=...,
+    )
+
+(trace_fields and finish are optional).  Briefly state your idea in the module docstring.
+"""
+
+
+def _source(name: str) -> str:
+    import autotts_jax.controllers as C
+
+    path = Path(C.__file__).with_name(f"{name}.py")
+    return path.read_text(encoding="utf-8")
+
+
+def protocol_text() -> str:
+    """The controller protocol, from the engine's own code and docstrings."""
+    from autotts_jax.engine import env as E
+    from autotts_jax.engine import protocol as P
+    from autotts_jax.engine import votes as V
+
+    parts = ["## The controller protocol (autotts_jax.engine.protocol)", "",
+             (P.__doc__ or "").strip(), "", "```python", inspect.getsource(P.Controller), "```",
+             "", "Effects (``fx``):", "", "```python", inspect.getsource(P.Effects), "```", "",
+             "The episode state ``env`` (read it freely; change it only through ``fx``):", "",
+             "```python", inspect.getsource(E.EnvState), "```", "",
+             f"``NO_ANSWER = {E.NO_ANSWER}`` (from autotts_jax.engine.env).  Helpers in "
+             "autotts_jax.engine.votes:", ""]
+    for fn in (V.pool_stats, V.confidence, V.vote, V.pool_majority):
+        sig = str(inspect.signature(fn))
+        doc = (inspect.getdoc(fn) or "").splitlines()
+        parts += [f"* ``{fn.__name__}{sig}``" + (f": {doc[0]}" if doc else "")]
+    return "\n".join(parts)
+
+
+def _fmt_tok(t: float) -> str:
+    return f"{t / 1000:.1f}k"
+
+
+def curve_table(curve: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "beta") -> str:
+    models = list(curve)
+    lines = ["| " + key + " | " + " | ".join(f"{m} acc / tokens" for m in models) + " |",
+             "|---|" + "---|" * len(models)]
+    n = len(next(iter(curve.values())))
+    for i in range(n):
+        first = curve[models[0]][i]
+        if key == "beta" and first.get("beta") is not None:
+            k = f"{float(first['beta']):g}"
+        else:
+            cfg = first.get("config") or {}
+            k = ", ".join(f"{a}={b}" for a, b in cfg.items()) if cfg else str(i)
+        cells = [f"{curve[m][i]['accuracy']:.1f}% / {_fmt_tok(curve[m][i]['avg_tokens'])}"
+                 for m in models]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def position_text(position: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for p in position:
+        per = ", ".join(f"{m} {d:+.1f}" for m, d in p["delta_at_budget"].items())
+        match = ", ".join(f"{m} {'never' if r is None else f'{r:.2f}x'}"
+                          for m, r in p["tokens_to_match"].items())
+        lines.append(f"* vs {p['reference']}: accuracy at its budget {p['mean_delta']:+.2f} "
+                     f"points on average ({per}); tokens needed to match its accuracy: {match}")
+    return "\n".join(lines)
+
+
+def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: int,
+           limits, n_best: int = 3, n_errors: int = 5, examples: bool = True) -> str:
+    """The prompt of round ``round_index`` (identical for every candidate of the round)."""
+    freq = int(ctx.datas[0].probe_freq)
+    models = ", ".join(ctx.models)
+    out = [
+        "# Discover a better test-time-scaling controller",
+        "",
+        "You design a controller that decides, while an LLM reasons about a question, how many "
+        "reasoning branches to open (width), how far to run each (depth, in intervals), when "
+        "to prune a branch, and when to stop and answer.  It is replayed in batch on recorded "
+        "data, so only its decisions matter.",
+        "",
+        "## The environment",
+        "",
+        _ENVIRONMENT.format(models=models, freq=freq, max_branch=ctx.max_branch),
+        protocol_text(),
+        "",
+        "## Objective and validation",
+        "",
+        _OBJECTIVE.format(betas=[f"{b:g}" for b in ctx.betas], seeds=len(ctx.seeds),
+                          n_budgets=N_BUDGETS, max_branch=ctx.max_branch,
+                          floor=next(iter(ctx.anchors.values()))["floor_reads"],
+                          wall_s=limits.wall_s, memory_mb=limits.memory_mb),
+        _RULES.format(imports=", ".join(sorted(static.ALLOWED_IMPORTS - {"__future__"}))),
+    ]
+    if examples:
+        out += ["## Worked examples: the baselines", "",
+                "Every baseline below is an ordinary controller module like the one you write "
+                "(CMC is the controller AutoTTS discovered; it is driven by beta alone).", ""]
+        for name in EXAMPLES:
+            out += [f"### {name}.py", "", "```python", _source(name).rstrip(), "```", ""]
+    out += ["## Baselines on the search split", "",
+            "| baseline | score | peak accuracy (mean over backbones) | mean tokens |",
+            "|---|---|---|---|"]
+    for b in sorted(ctx.baselines.values(), key=lambda b: -b["score"]):
+        out.append(f"| {b['label']} | {b['score']:.2f} | {b['peak_accuracy']:.1f}% | "
+                   f"{_fmt_tok(b['mean_tokens'])} |")
+    out.append("")
+    refs = ctx.references
+    if refs:
+        out += ["Reference points (accuracy / tokens per question):", "",
+                "| reference | " + " | ".join(ctx.models) + " |",
+                "|---|" + "---|" * len(ctx.models)]
+        for name, per in refs.items():
+            out.append(f"| {name} | " + " | ".join(
+                f"{per[m]['accuracy']:.1f}% / {_fmt_tok(per[m]['avg_tokens'])}"
+                for m in ctx.models) + " |")
+        out.append("")
+    accepted = sorted((r for r in records if r.get("status") == "accepted"),
+                      key=lambda r: (-float(r["score"]), float(r["mean_tokens"])))
+    rejected = [r for r in records if r.get("status") == "rejected"]
+    out += [f"## History so far (round {round_index}; {len(accepted)} accepted, "
+            f"{len(rejected)} rejected candidates)", ""]
+    if not accepted:
+        out += ["No candidate has been accepted yet.", ""]
+    for rank, rec in enumerate(accepted[:n_best]):
+        out += [f"### #{rank + 1}: {rec['id']} ({rec.get('name', '')}): score "
+                f"{rec['score']:.2f}, peak accuracy {rec['peak_accuracy']:.1f}% at beta "
+                f"{rec['peak_beta']:g}, mean tokens {_fmt_tok(rec['mean_tokens'])}", "",
+                curve_table(rec["search"]), ""]
+        if rec.get("position"):
+            out += ["Against the references:", "", position_text(rec["position"]), ""]
+        r, c = int(rec["round"]), int(rec["candidate"])
+        digest = history.read(r, c, "digest.md")
+        if digest and rank < 2:
+            out += ["Diagnostics:", "", digest.strip(), ""]
+        src = history.read(r, c, "candidate.py")
+        if src and rank == 0:
+            out += ["Its source:", "", "```python", src.rstrip(), "```", ""]
+    if rejected:
+        out += ["## Rejected candidates (most recent first)", ""]
+        for rec in list(reversed(rejected))[:n_errors]:
+            reason = str(rec.get("reason") or "").strip()
+            lines = reason.splitlines()
+            if len(lines) > 25:
+                reason = "\n".join(lines[:25] + ["..."])
+            out += [f"* {rec['id']} ({rec.get('stage', '')}):", "", "```", reason, "```", ""]
+    out += ["## Your answer", "", _FORMAT]
+    return "\n".join(out)

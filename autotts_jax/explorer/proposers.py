@@ -1,0 +1,197 @@
+"""Proposer backends: where candidate source comes from.
+
+* ``openai`` -- any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp,
+  ollama, hosted APIs) over plain ``urllib``: base URL, model, API key from an environment
+  variable, temperature, a per-candidate seed, a timeout, and retries with exponential backoff
+  on timeouts, connection errors, 408/409/429 and 5xx (honouring ``Retry-After``).
+* ``command`` -- an external agent CLI: the prompt on stdin, the answer on stdout
+  (``claude -p``, ``codex exec -``, a script), run in an empty temporary directory, in its own
+  process group, killed at the timeout.
+* ``replay`` -- the responses recorded in an earlier run's history, for reproducing a run.
+
+The ``evolve`` explorer needs no proposer (see :mod:`autotts_jax.explorer.evolve`).  Every
+failure raises :class:`ProposerError`; the loop records it as a rejected candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autotts_jax.errors import AutoTTSError
+
+SYSTEM_PROMPT = (
+    "You write test-time-scaling controllers for a JAX replay simulator. Answer with one "
+    "complete Python module in a single ```python code block, and nothing that is not needed."
+)
+_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class ProposerError(AutoTTSError):
+    """The proposer gave no usable response (after its retries)."""
+
+
+def extract_code(text: str) -> str | None:
+    """The candidate module in a chat reply: the last fenced block that defines CONTROLLER
+    (else the longest fenced block); an unfenced reply that defines CONTROLLER is taken whole."""
+    blocks = re.findall(r"```[ \t]*(?:python|py|python3)?[ \t]*\r?\n(.*?)```", text, re.S)
+    with_controller = [b for b in blocks if re.search(r"^CONTROLLER\s*[:=]", b, re.M)]
+    if with_controller:
+        return with_controller[-1].strip() + "\n"
+    if blocks:
+        return max(blocks, key=len).strip() + "\n"
+    if re.search(r"^CONTROLLER\s*[:=]", text, re.M):
+        return text.strip() + "\n"
+    return None
+
+
+class OpenAIProposer:
+    name = "openai"
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.base_url = str(cfg.get("base_url") or "").rstrip("/")
+        if not self.base_url:
+            raise AutoTTSError("explorer.base_url: give the endpoint, e.g. "
+                               "explorer.base_url=http://127.0.0.1:8000/v1")
+        if not cfg.get("model"):
+            raise AutoTTSError("explorer.model: give the model name")
+        self.model = str(cfg["model"])
+        self.key_env = str(cfg.get("api_key_env") or "")
+        self.temperature = float(cfg.get("temperature", 0.7))
+        self.seed = cfg.get("seed")
+        self.timeout = float(cfg.get("timeout_s", 300))
+        self.retries = int(cfg.get("retries", 3))
+        self.backoff = float(cfg.get("backoff_s", 2.0))
+        self.max_tokens = cfg.get("max_tokens")
+        self.system = str(cfg.get("system_prompt") or SYSTEM_PROMPT)
+
+    def _body(self, prompt: str, seed: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": self.system},
+                         {"role": "user", "content": prompt}],
+            "temperature": self.temperature,
+        }
+        if seed is not None:
+            body["seed"] = int(seed)
+        if self.max_tokens:
+            body["max_tokens"] = int(self.max_tokens)
+        return body
+
+    def propose(self, prompt: str, *, round: int, candidate: int, seed: int) -> str:
+        url = f"{self.base_url}/chat/completions"
+        per_seed = None if self.seed is None else int(self.seed) + seed
+        data = json.dumps(self._body(prompt, per_seed)).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.key_env) if self.key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            wait = self.backoff * (2 ** attempt)
+            try:
+                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    payload = json.loads(resp.read().decode("utf-8"))
+                return _content(payload)
+            except urllib.error.HTTPError as exc:
+                text = exc.read().decode("utf-8", "replace")[:300]
+                last = f"HTTP {exc.code} from {url}: {text}"
+                if exc.code not in _RETRY_STATUS:
+                    raise ProposerError(last) from None
+                after = exc.headers.get("Retry-After") if exc.headers else None
+                if after and after.isdigit():
+                    wait = min(float(after), 60.0)
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = f"{type(exc).__name__} from {url}: {getattr(exc, 'reason', exc)}"
+            except (ValueError, KeyError) as exc:
+                raise ProposerError(f"malformed reply from {url}: {exc}") from None
+            if attempt < self.retries:
+                time.sleep(wait)
+        raise ProposerError(f"no reply after {self.retries + 1} attempts: {last}")
+
+
+def _content(payload: Mapping[str, Any]) -> str:
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"no choices[0].message.content in {str(payload)[:200]}") from None
+    if not isinstance(content, str) or not content.strip():
+        raise ValueError("empty message content")
+    return content
+
+
+class CommandProposer:
+    name = "command"
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.command = str(cfg.get("command") or "")
+        if not self.command.strip():
+            raise AutoTTSError("explorer.command: give the agent command, e.g. "
+                               "explorer.command='claude -p'")
+        self.timeout = float(cfg.get("timeout_s", 900))
+
+    def propose(self, prompt: str, *, round: int, candidate: int, seed: int) -> str:
+        env = dict(os.environ, AUTOTTS_ROUND=str(round), AUTOTTS_CANDIDATE=str(candidate),
+                   AUTOTTS_SEED=str(seed))
+        with tempfile.TemporaryDirectory(prefix="autotts-agent-") as cwd:
+            proc = subprocess.Popen(
+                self.command, shell=True, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+            try:
+                out, err = proc.communicate(prompt.encode("utf-8"), timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.communicate()
+                raise ProposerError(f"command timed out after {self.timeout:g}s (its process "
+                                    "group was killed)") from None
+        if proc.returncode != 0:
+            tail = err.decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise ProposerError(f"command exited with status {proc.returncode}"
+                                + (": " + " | ".join(tail) if tail else ""))
+        text = out.decode("utf-8", "replace")
+        if not text.strip():
+            raise ProposerError("command printed nothing on stdout")
+        return text
+
+
+class ReplayProposer:
+    name = "replay"
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.root = Path(str(cfg.get("from_dir") or ""))
+        if not (self.root / "rounds").is_dir():
+            raise AutoTTSError(f"explorer.from_dir: {self.root} holds no discovery history "
+                               "(no rounds/ folder)")
+
+    def propose(self, prompt: str, *, round: int, candidate: int, seed: int) -> str:
+        path = self.root / "rounds" / f"r{round:04d}" / f"c{candidate:02d}" / "response.txt"
+        if not path.is_file():
+            raise ProposerError(f"replay: no recorded response {path}")
+        return path.read_text(encoding="utf-8")
+
+
+def make_proposer(cfg: Mapping[str, Any]):
+    kind = str(cfg.get("name") or "")
+    if kind == "openai":
+        return OpenAIProposer(cfg)
+    if kind == "command":
+        return CommandProposer(cfg)
+    if kind == "replay":
+        return ReplayProposer(cfg)
+    raise AutoTTSError(f"explorer.name: unknown proposer {kind!r} "
+                       "(openai, command, replay or evolve)")
