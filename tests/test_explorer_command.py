@@ -98,6 +98,24 @@ def test_exported_controller_evaluates_like_a_baseline(tmp_path):
     controller = load_controller_module(path)
     check_controller(controller, configs=[{"beta": 0.0}, {"beta": 1.0}])
     assert np.isclose(controller.make_params({"beta": 1.0})["threshold"], 0.99)
+    # ... and through `evaluate`, beside a built-in, in one process and over worker processes
+    runs = []
+    for workers in (1, 2):
+        out = tmp_path / f"eval{workers}"
+        rc = main(["evaluate", "controller=[sc,module]", f"controller.module.name={path}",
+                   "controller.module.betas=[0.0,1.0]", "controller.sc.betas=[1.0]",
+                   "data.model=Qwen3-8B", "data.benchmark=aime24", "evaluation.seeds=2",
+                   f"evaluation.workers={workers}", "output.progress=false",
+                   f"hydra.run.dir={out}"])
+        assert rc in (None, 0)
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        assert [(r["method"], r["beta"]) for r in rows] == [
+            ("sc", 1.0), ("adaptive_reads", 0.0), ("adaptive_reads", 1.0)]
+        runs.append(rows)
+    strip = [[{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows] for rows in runs]
+    assert strip[0] == strip[1]
+    reads = {r["beta"]: r for r in runs[0] if r["method"] == "adaptive_reads"}
+    assert reads[0.0]["avg_tokens"] < reads[1.0]["avg_tokens"]
 
 
 def test_command_timeout_and_bad_modules(tmp_path):

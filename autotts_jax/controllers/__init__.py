@@ -17,8 +17,23 @@ BUILTIN: tuple[Controller, ...] = (
 )
 
 
+_FROM_FILES: dict[str, Controller] = {}
+
+
 def get_controller(name: str) -> Controller:
-    """A controller by canonical name or alias (case-sensitive aliases, lower-case names)."""
+    """A controller by canonical name or alias (case-sensitive aliases, lower-case names), or
+    the ``CONTROLLER`` of a module file when ``name`` ends in ``.py`` (a controller exported by
+    ``autotts-jax discover``, or any hand-written one; it must pass the explorer's static
+    checks because it runs in this process)."""
+    if name.endswith(".py"):
+        from pathlib import Path
+
+        from autotts_jax.explorer.loader import load_controller_module
+
+        key = str(Path(name).resolve())
+        if key not in _FROM_FILES:
+            _FROM_FILES[key] = load_controller_module(name)
+        return _FROM_FILES[key]
     for c in BUILTIN:
         if name == c.name or name in c.aliases or name.lower() == c.name:
             return c

@@ -46,6 +46,7 @@ class Job:
     label: str
     upstream: str
     points: list[Point] = field(default_factory=list)
+    spec: str = ""  # what ``get_controller`` was given (a name, or a module path)
 
     @property
     def name(self) -> str:
@@ -189,10 +190,10 @@ def plan(cfg: Mapping[str, Any], extra: ExtraConfigs | None = None) -> list[Job]
         controller, points = controller_points(key, ccfg, cfg.get("betas"))
         label = str(ccfg.get("label") or controller.name)
         upstream = str(ccfg.get("upstream") or controller.name)
-        specs.append((controller, points, label, upstream))
+        specs.append((controller, points, label, upstream, str(ccfg["name"])))
     jobs = []
     for model, dataset, path in stores:
-        for controller, points, label, upstream in specs:
+        for controller, points, label, upstream, spec in specs:
             pts = list(points)
             if extra is not None:
                 known = {config_key(p.config) for p in pts}
@@ -201,7 +202,7 @@ def plan(cfg: Mapping[str, Any], extra: ExtraConfigs | None = None) -> list[Job]
                     if config_key(full) not in known:
                         known.add(config_key(full))
                         pts.append(Point(full, None))
-            jobs.append(Job(model, dataset, path, controller, label, upstream, pts))
+            jobs.append(Job(model, dataset, path, controller, label, upstream, pts, spec))
     return jobs
 
 
@@ -407,7 +408,8 @@ def _run_pool(jobs, out, parts, bar, common) -> None:
                              initializer=_init_worker, initargs=(progress,)) as pool:
         futures = []
         for part in parts:
-            specs = [(i, (jobs[i].model, jobs[i].dataset, jobs[i].path, jobs[i].controller.name,
+            specs = [(i, (jobs[i].model, jobs[i].dataset, jobs[i].path,
+                          jobs[i].spec or jobs[i].controller.name,
                           jobs[i].label, jobs[i].upstream,
                           [(p.config, p.beta) for p in jobs[i].points])) for i in part]
             futures.append(pool.submit(_worker, specs, *common))
