@@ -269,14 +269,16 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
     return out
 
 
-def _chunk(controller, data, params, perm, question, *, pool_size, cost_model, max_rounds,
-           trace):
+def _chunk(controller, data, params, perm, question, valid, *, pool_size, cost_model,
+           max_rounds, trace):
     """One chunk of flat episodes: episode i replays ``question[i]`` with slot order
-    ``perm[i]`` under ``params`` (a dict of per-episode scalars).
+    ``perm[i]`` under ``params`` (a dict of per-episode scalars).  ``valid`` marks the real
+    episodes (a prefix); this traced path runs the padding too (it copies a real episode).
 
     Every input is shaped by the chunk alone, never by how many configs or seeds the caller
     asked for, so one compiled program serves every sweep of a controller.
     """
+    del valid
     TRACE_COUNT[controller.name] = TRACE_COUNT.get(controller.name, 0) + 1
     run = functools.partial(
         _episode, controller, data, pool_size=pool_size, cost_model=cost_model,
@@ -285,7 +287,7 @@ def _chunk(controller, data, params, perm, question, *, pool_size, cost_model, m
     return jax.vmap(run)(params, perm, question)
 
 
-def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_model,
+def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size, cost_model,
                   max_rounds, lanes, refill_every):
     """A queue of episodes run on ``lanes`` vmapped lanes that are refilled as episodes stop.
 
@@ -295,9 +297,13 @@ def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_m
     ``refill_every`` lanes have stopped (a scalar condition, so ``lax.cond`` really skips the
     work otherwise), their results are written out and they start the next queued episodes.
     Results are identical to the one-loop-per-episode path; only the schedule differs.
+
+    ``valid`` marks the real episodes, a prefix of the queue (a traced count, so a short last
+    chunk reuses the compiled program): the padding behind them is never started.
     """
     TRACE_COUNT[controller.name] = TRACE_COUNT.get(controller.name, 0) + 1
-    n_q = question.shape[0]
+    n_q = question.shape[0]  # queue length (static); ep == n_q marks an empty lane
+    n_valid = jnp.sum(valid, dtype=jnp.int32)
     lanes = min(lanes, n_q)
     take = lambda tree, idx: jax.tree.map(lambda v: v[idx], tree)  # noqa: E731
     start = jax.vmap(functools.partial(
@@ -307,10 +313,10 @@ def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_m
     outputs = jax.vmap(functools.partial(_outputs, controller, data, cost_model=cost_model))
 
     def launch(ep):
-        """Start episode ``ep[i]`` on lane i (lanes with ``ep == n_q`` stay empty and done)."""
+        """Start episode ``ep[i]`` on lane i (lanes with ``ep >= n_valid`` stay empty, done)."""
         idx = jnp.minimum(ep, n_q - 1)
         _, env, cs = start(take(params, idx), perm[idx], question[idx])
-        return replace(env, done=env.done | (ep >= n_q)), cs
+        return replace(env, done=env.done | (ep >= n_valid)), cs
 
     lane_ep = jnp.arange(lanes, dtype=jnp.int32)
     env, cs = launch(lane_ep)
@@ -318,7 +324,7 @@ def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_m
     out = jax.tree.map(lambda t: jnp.zeros((n_q + 1, *t.shape[1:]), t.dtype), template)
 
     def stopped(env, lane_ep):
-        return (env.done | (env.rounds >= max_rounds)) & (lane_ep < n_q)
+        return (env.done | (env.rounds >= max_rounds)) & (lane_ep < n_valid)
 
     def harvest(carry):
         env, cs, lane_ep, nxt, out = carry
@@ -328,10 +334,10 @@ def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_m
         dest = jnp.where(fin, lane_ep, n_q)  # row n_q is a sink for lanes with nothing to write
         out = jax.tree.map(lambda o, r: o.at[dest].set(r), out, res)
         new_ep = nxt + jnp.cumsum(fin, dtype=jnp.int32) - 1
-        new_ep = jnp.where(fin, jnp.where(new_ep < n_q, new_ep, n_q), lane_ep)
+        new_ep = jnp.where(fin, jnp.where(new_ep < n_valid, new_ep, n_q), lane_ep)
         new_env, new_cs = launch(new_ep)
         env, cs = _select_lanes(~fin, (env, cs), (new_env, new_cs))
-        nxt = jnp.minimum(nxt + jnp.sum(fin, dtype=jnp.int32), n_q)
+        nxt = jnp.minimum(nxt + jnp.sum(fin, dtype=jnp.int32), n_valid)
         return env, cs, new_ep, nxt, out
 
     def body(carry):
@@ -339,15 +345,15 @@ def _chunk_refill(controller, data, params, perm, question, *, pool_size, cost_m
         env, cs = step(env, cs, take(params, jnp.minimum(lane_ep, n_q - 1)))
         fin = stopped(env, lane_ep)
         n_fin = jnp.sum(fin, dtype=jnp.int32)
-        running = jnp.sum(~fin & (lane_ep < n_q), dtype=jnp.int32)
+        running = jnp.sum(~fin & (lane_ep < n_valid), dtype=jnp.int32)
         go = (n_fin >= refill_every) | ((running == 0) & (n_fin > 0))
         return jax.lax.cond(go, harvest, lambda c: c, (env, cs, lane_ep, nxt, out))
 
     def cond(carry):
         _, _, lane_ep, _, _ = carry
-        return jnp.any(lane_ep < n_q)
+        return jnp.any(lane_ep < n_valid)
 
-    carry = harvest((env, cs, lane_ep, jnp.asarray(lanes, jnp.int32), out))
+    carry = harvest((env, cs, lane_ep, jnp.minimum(lanes, n_valid), out))
     *_, out = jax.lax.while_loop(cond, body, carry)
     return jax.tree.map(lambda o: o[:n_q], out)
 
@@ -374,7 +380,7 @@ def _compiled(fn, n_devices: int, controller: Controller, static: tuple):
     mesh = Mesh(np.array(jax.devices()[:n_devices]), ("episodes",))
     sharded = jax.shard_map(
         body, mesh=mesh,
-        in_specs=(P(), P("episodes"), P("episodes"), P("episodes")),
+        in_specs=(P(), P("episodes"), P("episodes"), P("episodes"), P("episodes")),
         out_specs=P("episodes"),
         # Episodes never communicate; skip the varying-axis typing of the while-loop carry.
         check_vma=False,
@@ -443,9 +449,11 @@ def simulate(
     outs = []
     for start in range(0, n_ep, step):
         idx = np.arange(start, start + step)
-        idx = np.where(idx < n_ep, idx, start)  # pad the last chunk with a real episode
+        valid = idx < n_ep
+        idx = np.where(valid, idx, start)  # pad the last chunk with a real episode
         chunk_params = {k: v[cfg[idx]] for k, v in params.items()}
-        outs.append(run(data, chunk_params, perms[seed[idx], question[idx]], question[idx]))
+        outs.append(run(data, chunk_params, perms[seed[idx], question[idx]], question[idx],
+                        valid))
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n_ep], *jax.device_get(outs))
     out = jax.tree.map(lambda v: v.reshape(n_conf, n_seed, n_q, *v.shape[1:]), out)
     eps = Episodes(
