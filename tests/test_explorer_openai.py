@@ -105,3 +105,18 @@ def test_unreachable_endpoint_is_a_rejection_not_a_crash(tmp_path):
         p = OpenAIProposer({"base_url": server.url, "model": "m", "retries": 0})
         with pytest.raises(ProposerError, match="malformed reply"):
             p.propose("hi", round=0, candidate=0, seed=0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["explorer=openai"], "explorer.base_url is required with explorer=openai"),
+    (["explorer=openai", "explorer.base_url=localhost:8000", "explorer.model=m"],
+     "explorer.base_url must be an http(s) URL"),
+    (["explorer=command"], "explorer.command is required with explorer=command"),
+])
+def test_missing_backend_settings_fail_before_any_work(overrides, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["discover", *overrides, f"out={out}"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "run.json").exists() and not (out / "index.jsonl").exists()

@@ -351,6 +351,22 @@ def export_best(history: History, best: Mapping[str, Any]) -> Path:
     return history.write_file("best_controller.py", header + src)
 
 
+_REQUIRED = {"openai": ("base_url", "model"), "command": ("command",), "replay": ("from_dir",)}
+
+
+def check_explorer(explorer: Mapping[str, Any]) -> None:
+    """Fail before any work when a backend's required setting is missing or malformed."""
+    name = str(explorer.get("name") or "")
+    for key in _REQUIRED.get(name, ()):
+        value = explorer.get(key)
+        if value is None or str(value).strip() in ("", "???"):
+            raise AutoTTSError(f"explorer.{key} is required with explorer={name} "
+                               f"(e.g. explorer.{key}=...)")
+    if name == "openai" and not str(explorer["base_url"]).startswith(("http://", "https://")):
+        raise AutoTTSError(f"explorer.base_url must be an http(s) URL, got "
+                           f"{explorer['base_url']!r}")
+
+
 def prepare(conf: Mapping[str, Any]) -> tuple[History, SearchSplit]:
     split = SearchSplit(conf["trajectories"], conf["search"]["models"])
     if int(conf["rounds"]) < 0 or int(conf["candidates"]) < 1:
@@ -366,6 +382,7 @@ def prepare(conf: Mapping[str, Any]) -> tuple[History, SearchSplit]:
     if name not in ("evolve", "openai", "command", "replay"):
         raise AutoTTSError(f"explorer: unknown backend {name!r} (evolve, openai, command, "
                            "replay)")
+    check_explorer(conf["explorer"])
     history = History(conf["out"])
     history.start(run_spec(conf, split.models), resume=bool(conf["resume"]))
     return history, split
