@@ -48,6 +48,20 @@ def test_chunking_is_invisible():
         _same(whole, simulate(PARALLEL_PROBE, data, cfgs, seeds=range(4), chunk_size=size))
 
 
+def test_slot_groups_match_one_pass_at_the_largest_slot_count():
+    """Parallel-Probe runs each slot bucket of a num_chains sweep separately (group_slots);
+    the merged episodes, in config order, equal one pass with every config at 64 slots."""
+    data = load(TRAJECTORIES_DIR / "Qwen3-1.7B" / "aime25.h5")
+    pp = {"T": 12, "prune_patience": 4, "warm_up": 5}
+    cfgs = [{"num_chains": n, **pp} for n in (16, 3, 64, 9, 1, 40)]
+    grouped = simulate(PARALLEL_PROBE, data, cfgs, seeds=range(3))
+    _same(grouped, simulate(PARALLEL_PROBE, data, cfgs, seeds=range(3), slots=64))
+    np.testing.assert_array_equal(grouped.seq_tokens_max_branch,
+                                  simulate(PARALLEL_PROBE, data, cfgs, seeds=range(3),
+                                           slots=64).seq_tokens_max_branch)
+    assert grouped.branches.max(axis=(1, 2)).tolist() == [16, 3, 64, 9, 1, 40]
+
+
 _SHARDED = textwrap.dedent("""
     import json, sys
     import jax

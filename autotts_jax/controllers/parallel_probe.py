@@ -81,5 +81,6 @@ PARALLEL_PROBE = Controller(
     step=step,
     stop_reasons=("stable", "all_resolved", "max_steps", "all_pruned", "no_branches"),
     trace_fields=lambda cs: {"stable": cs["stable"], "majority": cs["prev"], "step": cs["step"]},
+    group_slots=True,
     doc=__doc__,
 )

@@ -79,5 +79,6 @@ PP_PRUNE_VOTE = Controller(
     step=step,
     stop_reasons=("stable", "all_resolved", "max_steps", "exhausted"),
     trace_fields=lambda cs: {"stable": cs["stable"], "majority": cs["prev"], "step": cs["step"]},
+    group_slots=True,
     doc=__doc__,
 )

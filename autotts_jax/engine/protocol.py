@@ -97,6 +97,10 @@ class Controller:
             sequential accounting: the opened slots are cut into consecutive windows of this
             many slots that run one after another (ESC: ``window_size``).  Without it every
             opened slot runs in parallel and an episode costs its largest branch.
+        group_slots: ``simulate`` runs configs in groups by their slot bucket (8, 16, 32, 64,
+            ...) instead of all at the largest one.  Worth it when per-round work grows with
+            the slot count and a sweep spans very different ``max_slots`` (Parallel-Probe's
+            ``num_chains`` grid: about 1.5x less work); each bucket is compiled once.
     """
 
     name: str
@@ -110,6 +114,7 @@ class Controller:
     trace_fields: Callable[[Any], dict] | None = None
     finish: Callable[..., E.EnvState] | None = None
     seq_window: Callable[[Params], Any] | None = None
+    group_slots: bool = False
     doc: str = field(default="", repr=False)
 
     @property

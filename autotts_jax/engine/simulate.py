@@ -388,6 +388,21 @@ def _compiled(fn, n_devices: int, controller: Controller, static: tuple):
     return jax.jit(sharded)
 
 
+def _merge(parts: Mapping[int, Episodes], groups: Mapping[int, list[int]],
+           n_conf: int) -> Episodes:
+    """Episodes of config groups (``groups[b]``: original config indices) in config order."""
+    first = next(iter(parts.values()))
+    fields = {}
+    for name in ("answer", "correct", "tokens", "seq_tokens", "seq_tokens_max_branch",
+                 "branches", "rounds", "stop_reason"):
+        ref = getattr(first, name)
+        full = np.empty((n_conf, *ref.shape[1:]), ref.dtype)
+        for b, idx in groups.items():
+            full[idx] = getattr(parts[b], name)
+        fields[name] = full
+    return Episodes(stop_reasons=first.stop_reasons, **fields)
+
+
 def simulate(
     controller: Controller,
     data: ReplayData,
@@ -414,7 +429,8 @@ def simulate(
     mesh of the episode axis.
 
     ``pool_size`` must exceed every final-answer id (the public data needs <= 100).  ``slots``
-    defaults to the controller's need rounded up to a power of two.  With ``trace=True`` also
+    defaults to the controller's need rounded up to a power of two (for a controller with
+    ``group_slots``, each config group gets its own bucket).  With ``trace=True`` also
     returns the per-round record (``[C, N, Q, max_rounds + 1]`` per field; row r is round r,
     valid while ``r < rounds``) -- meant for a few episodes, not for sweeps.
     """
@@ -425,8 +441,15 @@ def simulate(
     seeds = list(seeds)
     data = jax.device_put(data)  # once, not once per chunk
     n_b = data.probe_answer.shape[1]
-    need = max(controller.max_slots(controller.config(c)) for c in configs)
-    slots = slots or min(bucket(need, 8), n_b)
+    needs = [min(bucket(controller.max_slots(controller.config(c)), 8), n_b) for c in configs]
+    if slots is None and controller.group_slots and not trace and len(set(needs)) > 1:
+        groups = {b: [i for i, n in enumerate(needs) if n == b] for b in sorted(set(needs))}
+        parts = {b: simulate(controller, data, [configs[i] for i in idx], seeds,
+                             cost_model=cost_model, max_rounds=max_rounds, pool_size=pool_size,
+                             slots=b, chunk_size=chunk_size, lanes=lanes, devices=devices)
+                 for b, idx in groups.items()}
+        return _merge(parts, groups, len(configs))
+    slots = slots or max(needs)
     params = stack_params(controller, configs)
     perms = permutation_table(seeds, np.asarray(data.n_branches), slots)
     n_conf, n_seed, n_q = len(configs), len(seeds), perms.shape[1]
