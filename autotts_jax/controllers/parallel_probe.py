@@ -38,8 +38,13 @@ def init(env, params, fx):
     env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
     # max_steps < 1: upstream's step loop never runs and it returns None (``prev``).
     env = fx.stop(env, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
+    return env, initial_state(env)
+
+
+def initial_state(env) -> dict:
+    """The controller state after the opening round (shared with SCOUT's pruning variant)."""
     i32 = jnp.int32
-    return env, {
+    return {
         "off": jnp.zeros(env.branch.shape, i32),  # (S,) consecutive steps off the winner
         "stable": jnp.zeros((), i32),
         "prev": jnp.full((), NO_ANSWER, i32),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from autotts_jax.controllers.parallel_probe import initial_state
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
 
@@ -42,13 +43,7 @@ def init(env, params, fx):
     env = fx.probe_new(env, params["num_chains"])
     env = fx.stop(env, NO_ANSWER, "exhausted", when=env.opened < params["num_chains"])
     env = fx.stop(env, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
-    i32 = jnp.int32
-    return env, {
-        "off": jnp.zeros(env.branch.shape, i32),  # (S,) consecutive steps off the winner
-        "stable": jnp.zeros((), i32),
-        "prev": jnp.full((), NO_ANSWER, i32),
-        "step": jnp.zeros((), i32),
-    }
+    return env, initial_state(env)
 
 
 def step(env, cs, params, fx):

@@ -32,14 +32,15 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from autotts_jax.controllers.cmc import _abandon, _probe_order
+from autotts_jax.controllers.cmc import _WINDOW, _abandon, _probe_order
+from autotts_jax.controllers.cmc import init as _cmc_init
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
 from autotts_jax.engine.votes import pool_stats
 
 MAX_BRANCH = 64
 MAX_OUTER = 500
-WINDOW = 16  # EMA window capacity: T_ema <= WINDOW
+WINDOW = _WINDOW  # EMA window capacity (CMC's): T_ema <= WINDOW
 
 # knob: (kind, lower bound, upper bound, slope sign).  Bounds of integer knobs are CMC's
 # floors (``max(2, ...)``) and the 64-branch ceiling; the sign is CMC's slope sign.
@@ -111,19 +112,8 @@ def schedule(genome: Mapping[str, Any], beta: float) -> dict[str, Any]:
     return p
 
 
-def init(env, params, fx):
-    env = fx.probe_new(env, params["n_init"])
-    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
-    n = env.branch.shape[0]
-    return env, {
-        "ema": jnp.zeros((), jnp.float64),
-        "window": jnp.zeros(WINDOW, jnp.float64),  # window[i]: EMA appended i rounds ago
-        "filled": jnp.zeros((), jnp.int32),  # entries in the window (<= T_ema)
-        "delta": jnp.zeros((), jnp.float64),
-        "disagree": jnp.zeros(n, jnp.int32),  # (S,) consecutive rounds off the winner
-        "probes": jnp.zeros(n, jnp.int32),  # (S,) probe calls made after opening
-        "step": jnp.zeros((), jnp.int32),
-    }
+# CMC's init: same n_init opening and the same controller state (window capacity WINDOW).
+init = _cmc_init
 
 
 def step(env, cs, p, fx):
