@@ -62,22 +62,25 @@ def _params(config):
 def _abandon(cand, disagree, n_alive):
     """Upstream: sort candidates by -disagree (stable: ties keep spawn order) and abandon the
     first ``max(0, n_alive - 2)``.  Candidates are a subset of the alive branches, so at most
-    the last two of that order survive; finding them takes two arg-max passes instead of a
-    per-episode sort (sorts are slow under vmap on CPU).
+    the last two of that order survive.  Each candidate's key is unique (slot in the low
+    digits), so two int32 max-reductions find them, instead of a per-episode sort or arg-max
+    passes (both slow under vmap on CPU).
     """
-    slots = jnp.arange(cand.shape[0])
-    key = jnp.where(cand, -disagree * cand.shape[0] + slots, jnp.iinfo(jnp.int32).min)
-    keep_n = jnp.maximum(0, jnp.sum(cand) - jnp.maximum(0, n_alive - 2))
-    last = jnp.argmax(key)
-    second = jnp.argmax(jnp.where(slots == last, jnp.iinfo(jnp.int32).min, key))
-    keep = ((slots == last) & (keep_n >= 1)) | ((slots == second) & (keep_n >= 2))
+    lowest = jnp.iinfo(jnp.int32).min
+    slots = jnp.arange(cand.shape[0], dtype=jnp.int32)
+    key = jnp.where(cand, -disagree * cand.shape[0] + slots, lowest)
+    keep_n = jnp.maximum(0, jnp.sum(cand, dtype=jnp.int32) - jnp.maximum(0, n_alive - 2))
+    last = jnp.max(key)
+    second = jnp.max(jnp.where(key == last, lowest, key))
+    keep = ((key == last) & (keep_n >= 1)) | ((key == second) & (keep_n >= 2))
     return cand & ~keep
 
 
 def _probe_order(probes, n_slots):
     """Pool-insertion order key of upstream's probe loop: alive branches stably sorted by
     descending probe count.  Only the relative order matters, so the key itself serves."""
-    return (_MAX_PROBES - jnp.minimum(probes, _MAX_PROBES)) * n_slots + jnp.arange(n_slots)
+    slots = jnp.arange(n_slots, dtype=jnp.int32)
+    return (_MAX_PROBES - jnp.minimum(probes, _MAX_PROBES)) * n_slots + slots
 
 
 def init(env, params, fx):
@@ -112,7 +115,7 @@ def step(env, cs, params, fx):
         gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
     )
     cand = gate_on & alive & (disagree >= params["abandon_patience"])
-    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive)))
+    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
 
     # Probe: aligned branches get a burst, served in descending probe count (stable).
     alive = env.alive

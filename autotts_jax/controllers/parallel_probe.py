@@ -58,7 +58,7 @@ def step(env, cs, params, fx):
     active = env.is_open & ~env.pruned
     win, _, _ = fx.vote(env.latest, active)
 
-    check = (cs["step"] >= params["warm_up"]) & (jnp.sum(active) > 1)
+    check = (cs["step"] >= params["warm_up"]) & (jnp.sum(active, dtype=jnp.int32) > 1)
     track = check & active & ~env.finished
     off = jnp.where(track, jnp.where(env.latest != win, cs["off"] + 1, 0), cs["off"])
     cut = track & (off >= params["prune_patience"])

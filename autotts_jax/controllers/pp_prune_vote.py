@@ -51,7 +51,7 @@ def step(env, cs, params, fx):
     win, _, _ = fx.vote(env.latest, env.is_open)  # every chain votes, pruned ones included
 
     alive = env.alive  # still being probed after this step's probe
-    check = (cs["step"] >= params["warm_up"]) & (jnp.sum(alive) > 1)
+    check = (cs["step"] >= params["warm_up"]) & (jnp.sum(alive, dtype=jnp.int32) > 1)
     track = check & alive
     off = jnp.where(track, jnp.where(env.latest != win, cs["off"] + 1, 0), cs["off"])
     env = fx.prune(env, track & (off >= params["prune_patience"]))

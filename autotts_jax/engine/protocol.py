@@ -97,10 +97,11 @@ class Controller:
             sequential accounting: the opened slots are cut into consecutive windows of this
             many slots that run one after another (ESC: ``window_size``).  Without it every
             opened slot runs in parallel and an episode costs its largest branch.
-        group_slots: ``simulate`` runs configs in groups by their slot bucket (8, 16, 32, 64,
-            ...) instead of all at the largest one.  Worth it when per-round work grows with
-            the slot count and a sweep spans very different ``max_slots`` (Parallel-Probe's
-            ``num_chains`` grid: about 1.5x less work); each bucket is compiled once.
+        group_slots: ``simulate`` runs the configs that need at most a quarter of the largest
+            slot bucket as a second group at their own, smaller bucket instead of all at the
+            largest one.  Worth it when per-round work grows with the slot count and a sweep
+            spans very different ``max_slots`` (Parallel-Probe's ``num_chains`` grid 1 ... 64:
+            about 1.3x less work); each group's bucket is compiled once.
     """
 
     name: str

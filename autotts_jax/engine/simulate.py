@@ -44,7 +44,7 @@ from autotts_jax.store.load import ReplayData, bucket
 
 DEFAULT_SEEDS = tuple(range(100))
 DEFAULT_MAX_ROUNDS = 1024
-DEFAULT_CHUNK = 16384  # queued episodes per device per compiled call (bounds memory)
+DEFAULT_CHUNK = 65536  # queued episodes per device per compiled call (bounds memory)
 DEFAULT_LANES = 1024  # episodes stepped side by side: keeps the loop state cache-sized
 SEQ_ACCOUNTINGS = ("critical_path", "max_branch")
 
@@ -229,7 +229,7 @@ def _outputs(controller, data, env, cstate, params, question, *, cost_model):
         "correct": correct,
         "tokens": env.total_tokens,
         "seq_tokens": env.seq_tokens,
-        "seq_tokens_max_branch": jnp.sum(per_window),
+        "seq_tokens_max_branch": jnp.sum(per_window, dtype=jnp.int32),
         "branches": env.opened,
         "rounds": env.rounds,
         "stop_reason": env.stop_reason,
@@ -318,9 +318,14 @@ def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size,
         _, env, cs = start(take(params, idx), perm[idx], question[idx])
         return replace(env, done=env.done | (ep >= n_valid)), cs
 
-    lane_ep = jnp.arange(lanes, dtype=jnp.int32)
-    env, cs = launch(lane_ep)
-    template = jax.eval_shape(lambda: outputs(env, cs, take(params, lane_ep), question[lane_ep]))
+    # The loop starts from empty lanes (lane_ep == n_q): its first harvest launches the first
+    # episodes, so the opening round is compiled once, inside the loop, not also before it.
+    lane_ep = jnp.full(lanes, n_q, jnp.int32)
+    shapes = jax.eval_shape(launch, lane_ep)
+    env, cs = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), shapes)
+    env = replace(env, done=jnp.ones(lanes, bool))
+    template = jax.eval_shape(lambda: outputs(env, cs, take(params, lane_ep % n_q),
+                                              question[lane_ep % n_q]))
     out = jax.tree.map(lambda t: jnp.zeros((n_q + 1, *t.shape[1:]), t.dtype), template)
 
     def stopped(env, lane_ep):
@@ -329,15 +334,16 @@ def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size,
     def harvest(carry):
         env, cs, lane_ep, nxt, out = carry
         fin = stopped(env, lane_ep)
+        free = fin | (lane_ep >= n_valid)
         idx = jnp.minimum(lane_ep, n_q - 1)
         res = outputs(env, cs, take(params, idx), question[idx])
         dest = jnp.where(fin, lane_ep, n_q)  # row n_q is a sink for lanes with nothing to write
         out = jax.tree.map(lambda o, r: o.at[dest].set(r), out, res)
-        new_ep = nxt + jnp.cumsum(fin, dtype=jnp.int32) - 1
-        new_ep = jnp.where(fin, jnp.where(new_ep < n_valid, new_ep, n_q), lane_ep)
+        new_ep = nxt + jnp.cumsum(free, dtype=jnp.int32) - 1
+        new_ep = jnp.where(free, jnp.where(new_ep < n_valid, new_ep, n_q), lane_ep)
         new_env, new_cs = launch(new_ep)
-        env, cs = _select_lanes(~fin, (env, cs), (new_env, new_cs))
-        nxt = jnp.minimum(nxt + jnp.sum(fin, dtype=jnp.int32), n_valid)
+        env, cs = _select_lanes(~free, (env, cs), (new_env, new_cs))
+        nxt = jnp.minimum(nxt + jnp.sum(free, dtype=jnp.int32), n_valid)
         return env, cs, new_ep, nxt, out
 
     def body(carry):
@@ -346,14 +352,14 @@ def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size,
         fin = stopped(env, lane_ep)
         n_fin = jnp.sum(fin, dtype=jnp.int32)
         running = jnp.sum(~fin & (lane_ep < n_valid), dtype=jnp.int32)
-        go = (n_fin >= refill_every) | ((running == 0) & (n_fin > 0))
+        go = (n_fin >= refill_every) | ((running == 0) & ((n_fin > 0) | (nxt < n_valid)))
         return jax.lax.cond(go, harvest, lambda c: c, (env, cs, lane_ep, nxt, out))
 
     def cond(carry):
-        _, _, lane_ep, _, _ = carry
-        return jnp.any(lane_ep < n_valid)
+        _, _, lane_ep, nxt, _ = carry
+        return jnp.any(lane_ep < n_valid) | (nxt < n_valid)
 
-    carry = harvest((env, cs, lane_ep, jnp.minimum(lanes, n_valid), out))
+    carry = (env, cs, lane_ep, jnp.zeros((), jnp.int32), out)
     *_, out = jax.lax.while_loop(cond, body, carry)
     return jax.tree.map(lambda o: o[:n_q], out)
 
@@ -386,6 +392,20 @@ def _compiled(fn, n_devices: int, controller: Controller, static: tuple):
         check_vma=False,
     )
     return jax.jit(sharded)
+
+
+def _slot_groups(needs: Sequence[int]) -> dict[int, list[int]]:
+    """Config indices by the slot count they run at (``group_slots``): configs that need at
+    most a quarter of the largest bucket run together at their own largest bucket, the rest at
+    the largest.  Two groups at most, so a sweep compiles at most two programs; on
+    Parallel-Probe's num_chains grid (1 ... 64) this keeps nearly all of the gain of one
+    group per bucket at half the compilation."""
+    top = max(needs)
+    small = [i for i, n in enumerate(needs) if 4 * n <= top]
+    if not small:
+        return {top: list(range(len(needs)))}
+    return {max(needs[i] for i in small): small,
+            top: [i for i, n in enumerate(needs) if 4 * n > top]}
 
 
 def _merge(parts: Mapping[int, Episodes], groups: Mapping[int, list[int]],
@@ -442,8 +462,8 @@ def simulate(
     data = jax.device_put(data)  # once, not once per chunk
     n_b = data.probe_answer.shape[1]
     needs = [min(bucket(controller.max_slots(controller.config(c)), 8), n_b) for c in configs]
-    if slots is None and controller.group_slots and not trace and len(set(needs)) > 1:
-        groups = {b: [i for i, n in enumerate(needs) if n == b] for b in sorted(set(needs))}
+    groups = _slot_groups(needs) if slots is None and controller.group_slots and not trace else {}
+    if len(groups) > 1:
         parts = {b: simulate(controller, data, [configs[i] for i in idx], seeds,
                              cost_model=cost_model, max_rounds=max_rounds, pool_size=pool_size,
                              slots=b, chunk_size=chunk_size, lanes=lanes, devices=devices)
@@ -459,24 +479,31 @@ def simulate(
     )
     n_dev = devices or jax.device_count()
     n_ep = cfg.size
-    # Small batches get a smaller chunk (a power of two, so at most log2(chunk_size) shapes).
-    per_device = min(chunk_size, bucket(-(-n_ep // n_dev), 8))
-    step = per_device * n_dev
     static = dict(pool_size=pool_size, cost_model=cost_model, max_rounds=max_rounds)
     if trace:
+        # Every queued episode runs here, padding included: small batches get a small chunk
+        # (a power of two, so at most log2(chunk_size) shapes).
+        per_device = min(chunk_size, bucket(-(-n_ep // n_dev), 8))
         fn, static = _chunk, {**static, "trace": True}
     else:
+        # Padding is never started, so the queue is always ``chunk_size`` long: one compiled
+        # program per (controller, slot count) serves every batch size.
+        per_device = chunk_size
         lanes = min(lanes, per_device)
         fn, static = _chunk_refill, {**static, "lanes": lanes, "refill_every": max(1, lanes // 8)}
+    step = per_device * n_dev
     run = _compiled(fn, n_dev, controller, tuple(sorted(static.items())))
     outs = []
     for start in range(0, n_ep, step):
         idx = np.arange(start, start + step)
         valid = idx < n_ep
-        idx = np.where(valid, idx, start)  # pad the last chunk with a real episode
+        idx = np.where(valid, idx, start)  # pad the last chunk with copies of a real episode
+        chunk_perm = np.zeros((step, slots), np.int32)
+        chunk_perm[valid] = perms[seed[idx[valid]], question[idx[valid]]]
+        if trace:
+            chunk_perm[~valid] = chunk_perm[0]
         chunk_params = {k: v[cfg[idx]] for k, v in params.items()}
-        outs.append(run(data, chunk_params, perms[seed[idx], question[idx]], question[idx],
-                        valid))
+        outs.append(run(data, chunk_params, chunk_perm, question[idx], valid))
     out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n_ep], *jax.device_get(outs))
     out = jax.tree.map(lambda v: v.reshape(n_conf, n_seed, n_q, *v.shape[1:]), out)
     eps = Episodes(

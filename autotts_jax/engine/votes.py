@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,9 +50,10 @@ def pool_stats(env: EnvState) -> tuple[Array, Array, Array, Array]:
     """
     count, first = env.pool_count, env.pool_first
     top1 = jnp.max(count)
-    winner = jnp.argmin(jnp.where(count == top1, first, jnp.iinfo(jnp.int32).max))
+    winner = jax.lax.argmin(jnp.where(count == top1, first, jnp.iinfo(jnp.int32).max), 0,
+                            jnp.int32)
     winner = jnp.where(top1 > 0, winner, NO_ANSWER).astype(jnp.int32)
-    top2 = jnp.max(jnp.where(jnp.arange(count.shape[0]) == winner, 0, count))
+    top2 = jnp.max(jnp.where(jnp.arange(count.shape[0], dtype=jnp.int32) == winner, 0, count))
     return winner, top1, top2, confidence(top1, top2)
 
 
@@ -68,7 +70,7 @@ def vote(answers: Array, mask: Array, vocab: int) -> tuple[Array, Array, Array]:
     counts = jnp.zeros(vocab, jnp.int32).at[idx].add(1, mode="drop")
     per_slot = jnp.where(mask, counts[jnp.clip(answers, 0, vocab - 1)], 0)
     top1 = jnp.max(per_slot)
-    pos = jnp.argmax(per_slot == top1)
+    pos = jax.lax.argmax(per_slot == top1, 0, jnp.int32)
     winner = jnp.where(top1 > 0, answers[pos], NO_ANSWER).astype(jnp.int32)
     top2 = jnp.max(counts.at[winner].set(0, mode="drop"))
     return winner, top1, top2

@@ -133,7 +133,7 @@ def step(env, cs, p, fx):
         gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
     )
     cand = gate_on & alive & (disagree >= p["abandon_patience"]) & (p["abandon"] == 1)
-    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive)))
+    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
 
     # Probe: aligned branches get a burst (switchable), served in descending probe count.
     alive = env.alive
