@@ -39,6 +39,16 @@ def test_no_recompile_for_new_betas_seeds_and_backbones():
     assert TRACE_COUNT[CMC.name] == before
 
 
+def test_no_recompile_for_another_batch_size():
+    """The queue is always ``chunk_size`` long (padding is never started), so 30 episodes and
+    630 episodes share one program."""
+    d8 = load(TRAJECTORIES_DIR / "Qwen3-8B" / "aime24.h5")
+    simulate(CMC, d8, [{"beta": 0.5}], seeds=[0], chunk_size=512)
+    before = TRACE_COUNT[CMC.name]
+    simulate(CMC, d8, [{"beta": b / 6} for b in range(7)], seeds=range(3), chunk_size=512)
+    assert TRACE_COUNT[CMC.name] == before
+
+
 def test_chunking_is_invisible():
     data = load(TRAJECTORIES_DIR / "Qwen3-4B" / "aime24.h5")
     cfgs = [{"num_chains": 8, "T": 5, "prune_patience": 3, "warm_up": 4},

@@ -44,7 +44,8 @@ from autotts_jax.store.load import ReplayData, bucket
 
 DEFAULT_SEEDS = tuple(range(100))
 DEFAULT_MAX_ROUNDS = 1024
-DEFAULT_CHUNK = 65536  # queued episodes per device per compiled call (bounds memory)
+DEFAULT_CHUNK = 65536  # queued episodes per device per compiled call (bounds memory;
+# one chunk holds a store's whole 33,000-episode CMC grid, so it pays one tail, not three)
 DEFAULT_LANES = 1024  # episodes stepped side by side: keeps the loop state cache-sized
 SEQ_ACCOUNTINGS = ("critical_path", "max_branch")
 
@@ -441,12 +442,12 @@ def simulate(
     """Replay ``controller`` for every config x seed x question of ``data``.
 
     Episodes are flattened and run in chunks of ``chunk_size`` per device through one compiled
-    program (the last chunk is padded and its padding discarded), so results do not depend on
-    the chunk size or the number of devices, memory stays bounded for any batch, and new
-    configs, seeds or stores of the same padded shape never recompile.  Within a chunk,
-    ``lanes`` episodes run side by side and a lane that stops takes the next queued episode
-    (see ``_chunk_refill``).  ``devices`` (default: all visible) shards each chunk over a 1-D
-    mesh of the episode axis.
+    program (the last chunk is padded, its padding never started and discarded), so results do
+    not depend on the chunk size or the number of devices, memory stays bounded for any batch,
+    and new configs, seeds, batch sizes or stores of the same padded shape never recompile.
+    Within a chunk, ``lanes`` episodes run side by side and a lane that stops takes the next
+    queued episode (see ``_chunk_refill``).  ``devices`` (default: all visible) shards each
+    chunk over a 1-D mesh of the episode axis.
 
     ``pool_size`` must exceed every final-answer id (the public data needs <= 100).  ``slots``
     defaults to the controller's need rounded up to a power of two (for a controller with

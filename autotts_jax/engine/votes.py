@@ -18,6 +18,7 @@ from autotts_jax.engine.env import NO_ANSWER, EnvState
 
 Array = "jax.Array"
 _MAX_VOTES = 256
+_PAIRWISE_MAX_SLOTS = 32  # vote(): pairwise counting up to here, scatter beyond
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,19 +61,28 @@ def pool_stats(env: EnvState) -> tuple[Array, Array, Array, Array]:
 def vote(answers: Array, mask: Array, vocab: int) -> tuple[Array, Array, Array]:
     """(winner, top1, top2) of ``answers[mask]`` taken in array order; winner -1 if empty.
 
-    Counts by scatter-add into a ``[vocab]`` vector (every id must be < ``vocab``; pass the
-    store's vocabulary size, ``data.is_correct.shape[1]``).  On XLA:CPU this is about 5x
-    faster than pairwise ``[S, S]`` equality at S = 64 (``benchmarks/``).  The winner is the
-    answer of the first slot whose answer has the top count, i.e. the top answer occurring
-    earliest.
+    Ids must lie in ``[0, vocab)`` (pass the store's vocabulary size,
+    ``data.is_correct.shape[1]``).  The winner is the answer of the first slot whose answer has
+    the top count, i.e. the top answer occurring earliest; ``top2`` is the largest count of
+    any other answer.
+
+    Two exact ways to count, chosen by the static slot count: up to 32 slots, pairwise
+    ``[S, S]`` equality; beyond, a scatter-add into a ``[vocab]`` vector.  On XLA:CPU at 1024
+    episodes the pairwise count is 3-8x faster at S = 16 and 32 and 3x slower at S = 64
+    (``benchmarks/``, Parallel-Probe's slot groups).
     """
-    idx = jnp.where(mask, answers, vocab)
-    counts = jnp.zeros(vocab, jnp.int32).at[idx].add(1, mode="drop")
-    per_slot = jnp.where(mask, counts[jnp.clip(answers, 0, vocab - 1)], 0)
+    n_slots = answers.shape[0]
+    if n_slots <= _PAIRWISE_MAX_SLOTS:
+        same = (answers[:, None] == answers[None, :]) & mask[None, :]
+        per_slot = jnp.where(mask, jnp.sum(same, axis=1, dtype=jnp.int32), 0)
+    else:
+        idx = jnp.where(mask, answers, vocab)
+        counts = jnp.zeros(vocab, jnp.int32).at[idx].add(1, mode="drop")
+        per_slot = jnp.where(mask, counts[jnp.clip(answers, 0, vocab - 1)], 0)
     top1 = jnp.max(per_slot)
     pos = jax.lax.argmax(per_slot == top1, 0, jnp.int32)
     winner = jnp.where(top1 > 0, answers[pos], NO_ANSWER).astype(jnp.int32)
-    top2 = jnp.max(counts.at[winner].set(0, mode="drop"))
+    top2 = jnp.max(jnp.where(answers != winner, per_slot, 0))
     return winner, top1, top2
 
 
