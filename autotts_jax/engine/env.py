@@ -45,7 +45,6 @@ class EnvState:
     n_probes: Array  # (S,) int32 probes L of each slot's branch
     tokens: Array  # (S,) int32 total tokens bt of each slot's branch
     final: Array  # (S,) int32 final answer id of each slot's branch
-    first_probe: Array  # (S,) int32 answer id of each slot's first probe (-1 padding)
     opened: Array  # () int32 slots handed out so far (upstream ``next``)
     depth: Array  # (S,) int32 explore cursor: probes consumed
     cost: Array  # (S,) int32 tokens charged to each slot (upstream ``cost_per_branch``)
@@ -118,7 +117,6 @@ def reset(data: ReplayData, question: Array, perm: Array, pool_size: int) -> Env
         n_probes=jnp.where(valid, data.n_probes[question, b], 0),
         tokens=jnp.where(valid, data.branch_tokens[question, b], 0),
         final=jnp.where(valid, data.final_answer[question, b], NO_ANSWER),
-        first_probe=jnp.where(valid, data.probe_answer[question, b, 0], NO_ANSWER),
         opened=jnp.zeros((), i32),
         depth=zeros_i,
         cost=zeros_i,
@@ -277,12 +275,13 @@ def probe_new(
     new = (slots >= env.opened) & (slots < end)
     f = data.probe_freq
     charge = f if cost_model == "reference" else jnp.minimum(f, env.tokens)
+    first = data.probe_answer[env.question, jnp.maximum(env.branch, 0), 0]
     return replace(
         env,
         opened=jnp.maximum(end, env.opened),
         depth=jnp.where(new, 1, env.depth),
         cost=env.cost + jnp.where(new, charge, 0),
-        latest=jnp.where(new, env.first_probe, env.latest),
+        latest=jnp.where(new, first, env.latest),
     )
 
 
