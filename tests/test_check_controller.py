@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -89,12 +90,83 @@ def test_an_answer_that_is_no_answer_of_the_question():
     fails(make(bad), "answer 63 is not an answer id of the question")
 
 
-def test_an_answer_read_from_an_unopened_slot():
-    def peek(env, cstate, params, fx):
+def test_an_answer_never_shown():
+    def guess(env, cstate, params, fx):
         env = fx.full_read(env, 1)
-        return fx.stop(env, env.final[env.n_avail - 1], "done"), cstate  # the last slot
+        return fx.stop(env, jnp.int32(3), "done"), cstate  # id 3 is never probed
 
-    fails(make(peek), "was never shown to it: no branch it opened has that answer")
+    fails(make(guess), "was never shown to it: no branch it opened has that answer")
+
+
+# -- reading what was not paid for: the observation has no such field, so each cheat reaches
+# past it into the effects object, as an attacker would; the non-interference replay on a
+# counterfactual store catches each one by its behaviour -----------------------------------
+
+
+def _hidden(fx):
+    return object.__getattribute__(fx, "_" + "env")
+
+
+def _data(fx):
+    return object.__getattribute__(fx, "_" + "data")
+
+
+def test_reading_an_unopened_slot_fails_non_interference():
+    def peek(obs, cstate, params, fx):
+        env = _hidden(fx)
+        obs = fx.full_read(obs, 1)
+        return fx.stop(obs, env.final[env.n_avail - 1], "done"), cstate  # the last slot
+
+    # the older answer-provenance check may see it first; either way it fails
+    fails(make(peek, max_slots=lambda c: 16), "non-interference: .* changed|never shown to it")
+
+
+def test_majority_of_unread_finals_fails_non_interference():
+    # pays for one read, answers with the majority of the final answers of all 16 slots
+    def unread(obs, cstate, params, fx):
+        env = _hidden(fx)
+        obs = fx.full_read(obs, 1)
+        winner = fx.vote(env.final, env.slots < env.n_avail)[0]
+        return fx.stop(obs, jnp.where(winner >= 0, winner, obs.latest[0]), "done"), cstate
+
+    fails(make(unread, max_slots=lambda c: 16), "non-interference: .* changed")
+
+
+def test_stopping_on_the_answer_key_fails_non_interference():
+    # reads one branch per round and stops as soon as the pool's majority is correct
+    def key(obs, cstate, params, fx):
+        env, data = _hidden(fx), _data(fx)
+        before = obs.opened
+        obs = fx.full_read(obs, 1)
+        winner = pool_majority(obs)
+        right = data.is_correct[env.question, jnp.maximum(winner, 0)] & (winner >= 0)
+        out = (obs.opened >= params["n"]) | (obs.opened == before)
+        return fx.stop(obs, winner, "done", when=right | out), cstate
+
+    fails(make(key, max_slots=lambda c: 16, defaults={"n": 16}),
+          "non-interference: .* changed")
+
+
+def test_reading_hidden_lengths_fails_non_interference():
+    # opens four branches, then explores only the one that will be shortest
+    def lengths(obs, cstate, params, fx):
+        env = _hidden(fx)
+        obs = fx.probe_new(obs, 4)
+        short = jnp.argmin(jnp.where(obs.is_open, env.n_probes, 10**6))
+        obs, _ = fx.advance(obs, jnp.where(obs.slots == short, 100, 0))
+        return fx.stop(obs, obs.latest[short], "done"), cstate
+
+    fails(make(lengths, max_slots=lambda c: 4), "non-interference: .* changed")
+
+
+def test_answer_id_order_fails_non_interference():
+    # prefers the smallest answer id seen: ids are labels, their order says nothing
+    def smallest(obs, cstate, params, fx):
+        obs = fx.probe_new(obs, 3)
+        pick = jnp.min(jnp.where(obs.is_open & (obs.latest >= 0), obs.latest, 10**6))
+        return fx.stop(obs, jnp.where(pick < 10**6, pick, NO_ANSWER), "done"), cstate
+
+    fails(make(smallest, max_slots=lambda c: 3), "non-interference: .* changed")
 
 
 def test_python_control_flow_on_traced_values():
@@ -134,11 +206,28 @@ def test_opening_more_branches_than_declared():
 
 
 def test_opening_branches_without_paying():
-    def cheat(env, cstate, params, fx):
-        env = replace(env, opened=jnp.minimum(env.opened + 2, env.n_avail))  # free branches
-        return fx.stop(env, NO_ANSWER, "done"), cstate
+    def cheat(obs, cstate, params, fx):
+        obs = replace(obs, opened=obs.opened + 2)  # free branches
+        return fx.stop(obs, NO_ANSWER, "done"), cstate
 
-    fails(make(cheat), "changed the episode state without paying")
+    fails(make(cheat), "stale or rebuilt observation")
+
+
+def test_returning_a_forged_observation():
+    def forge(obs, cstate, params, fx):
+        obs = fx.stop(fx.full_read(obs, 2), NO_ANSWER, "done")
+        return replace(obs, cost=obs.cost * 0), cstate  # tokens it did not pay for
+
+    fails(make(forge), "must return the observation returned by the last effect")
+
+
+def test_an_undone_effect():
+    def undo(obs, cstate, params, fx):
+        read = fx.full_read(obs, 2)
+        obs = jax.tree.map(lambda a, b: jnp.where(obs.opened > 5, a, b), read, obs)
+        return fx.stop(obs, NO_ANSWER, "done"), cstate
+
+    fails(make(undo), "stale or rebuilt observation")
 
 
 def _reprobe(env, cstate, params, fx):

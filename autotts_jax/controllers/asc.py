@@ -19,20 +19,20 @@ def _params(config):
     return {"max_samples": n, "threshold": float(config["threshold"])}
 
 
-def init(env, params, fx):
-    return env, ()
+def init(obs, params, fx):
+    return obs, ()
 
 
-def step(env, cstate, params, fx):
-    before = env.opened
-    env = fx.full_read(env, 1)
-    winner, _, _, conf = pool_stats(env)
-    exhausted = env.opened == before
-    env = fx.stop(env, winner, "exhausted", when=exhausted)
-    confident = (env.pool_size >= 2) & (conf > params["threshold"])
-    env = fx.stop(env, winner, "confident", when=confident)
-    env = fx.stop(env, winner, "max_samples", when=env.opened >= params["max_samples"])
-    return env, cstate
+def step(obs, cstate, params, fx):
+    before = obs.opened
+    obs = fx.full_read(obs, 1)
+    winner, _, _, conf = pool_stats(obs)
+    exhausted = obs.opened == before
+    obs = fx.stop(obs, winner, "exhausted", when=exhausted)
+    confident = (obs.pool_size >= 2) & (conf > params["threshold"])
+    obs = fx.stop(obs, winner, "confident", when=confident)
+    obs = fx.stop(obs, winner, "max_samples", when=obs.opened >= params["max_samples"])
+    return obs, cstate
 
 
 ASC = Controller(

@@ -16,8 +16,6 @@ parity with the published numbers needs every bit.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import jax.numpy as jnp
 
 from autotts_jax.engine.env import NO_ANSWER, ORDER_SPAN
@@ -83,11 +81,11 @@ def _probe_order(probes, n_slots):
     return (_MAX_PROBES - jnp.minimum(probes, _MAX_PROBES)) * n_slots + slots
 
 
-def init(env, params, fx):
-    env = fx.probe_new(env, params["n_init"])
-    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
-    n = env.branch.shape[0]
-    return env, {
+def init(obs, params, fx):
+    obs = fx.probe_new(obs, params["n_init"])
+    obs = fx.stop(obs, NO_ANSWER, "no_branches", when=obs.opened == 0)
+    n = obs.n_slots
+    return obs, {
         "ema": jnp.zeros((), jnp.float64),
         "window": jnp.zeros(_WINDOW, jnp.float64),  # window[i]: EMA appended i rounds ago
         "filled": jnp.zeros((), jnp.int32),  # entries in the window (<= T_ema)
@@ -98,9 +96,9 @@ def init(env, params, fx):
     }
 
 
-def step(env, cs, params, fx):
+def step(obs, cs, params, fx):
     alpha = params["ema_alpha"]
-    winner, _, _, conf = pool_stats(env)
+    winner, _, _, conf = pool_stats(obs)
     warm = cs["step"] >= params["warm_up"]
 
     # EMA update #1 appends to the window (oldest entry falls out beyond T_ema).
@@ -110,57 +108,57 @@ def step(env, cs, params, fx):
 
     # Abandonment: disagreeing branches, most persistent first, always keeping two alive.
     gate_on = warm & (winner != NO_ANSWER)
-    alive = env.alive
+    alive = obs.alive
     disagree = jnp.where(
-        gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
+        gate_on & alive, jnp.where(obs.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
     )
     cand = gate_on & alive & (disagree >= params["abandon_patience"])
-    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
+    obs = fx.prune(obs, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
 
     # Probe: aligned branches get a burst, served in descending probe count (stable).
-    alive = env.alive
-    aligned = gate_on & (env.latest == winner)
+    alive = obs.alive
+    aligned = gate_on & (obs.latest == winner)
     calls = jnp.where(alive, jnp.where(aligned, params["burst_aligned"], 1), 0)
-    env, made = fx.advance(env, calls, order=_probe_order(cs["probes"], calls.shape[0]))
+    obs, made = fx.advance(obs, calls, order=_probe_order(cs["probes"], calls.shape[0]))
     probes = cs["probes"] + made
 
     # EMA update #2 on the post-probe pool overwrites this round's entry.
-    winner, _, _, conf = pool_stats(env)
+    winner, _, _, conf = pool_stats(obs)
     ema = (1.0 - alpha) * ema + alpha * conf
     window = window.at[0].set(ema)
     oldest = window[jnp.maximum(filled - 1, 0)]
     delta = jnp.where(filled >= 2, ema - oldest, 0.0)
 
-    gate = (warm & (env.pool_size >= params["min_complete"]) & (ema >= params["conf_thr"])
+    gate = (warm & (obs.pool_size >= params["min_complete"]) & (ema >= params["conf_thr"])
             & (delta >= -params["delta_slack"]))
-    env = fx.stop(env, winner, "ema_gate", when=gate)
-    env = fx.stop(env, winner, "all_resolved", when=~jnp.any(env.alive))
+    obs = fx.stop(obs, winner, "ema_gate", when=gate)
+    obs = fx.stop(obs, winner, "all_resolved", when=~jnp.any(obs.alive))
 
     # Widen while confidence is low and not rising.
-    spawned = env.opened
+    spawned = obs.opened
     cap = jnp.minimum(params["max_branch_use"], MAX_BRANCH)
     widen = ((spawned < cap) & (delta <= params["trend_thr"])
              & (cs["step"] >= jnp.maximum(1, params["warm_up"] // 2)) & (ema < params["conf_thr"]))
-    n_new = jnp.where(widen & ~env.done, jnp.minimum(params["widen_burst"], cap - spawned), 0)
-    env = fx.probe_new(env, n_new)
+    n_new = jnp.where(widen & ~obs.done, jnp.minimum(params["widen_burst"], cap - spawned), 0)
+    obs = fx.probe_new(obs, n_new)
 
     n = cs["step"] + 1
-    env = fx.stop(env, winner, "max_outer", when=n >= MAX_OUTER)
-    return env, {
+    obs = fx.stop(obs, winner, "max_outer", when=n >= MAX_OUTER)
+    return obs, {
         "ema": ema, "window": window, "filled": filled, "delta": delta,
         "disagree": disagree, "probes": probes, "step": n,
     }
 
 
-def finish(env, cs, params, fx):
+def finish(obs, cs, params, fx):
     """Upstream's final answer after the loop: the pool majority, or -- if nothing completed --
     the majority of the latest answers of the branches not abandoned (spawn order)."""
-    fallback = fx.vote(env.latest, env.is_open & ~env.pruned)[0]
-    looped_out = (env.stop_reason == fx.stop_reasons.index("all_resolved")) | (
-        env.stop_reason == fx.stop_reasons.index("max_outer")
+    fallback = fx.vote(obs.latest, obs.is_open & ~obs.pruned)[0]
+    looped_out = (obs.stop_reason == fx.stop_reasons.index("all_resolved")) | (
+        obs.stop_reason == fx.stop_reasons.index("max_outer")
     )
-    use = looped_out & (env.answer == NO_ANSWER)
-    return replace(env, answer=jnp.where(use, fallback, env.answer))
+    use = looped_out & (obs.answer == NO_ANSWER)
+    return jnp.where(use, fallback, obs.answer)
 
 
 CMC = Controller(

@@ -43,30 +43,30 @@ def _strategy_params(config, name):
     return p
 
 
-def _open(env, params, fx, samples):
+def _open(obs, params, fx, samples):
     """Round 0: open ``samples`` branches by one probe each."""
-    env = fx.probe_new(env, samples)
-    running = env.is_open & ~env.finished & (params["n"] > 1)
-    return env, {
+    obs = fx.probe_new(obs, samples)
+    running = obs.is_open & ~obs.finished & (params["n"] > 1)
+    return obs, {
         "running": running,  # (S,) still being probed
-        "last": env.latest,  # (S,) answer of the previous trigger
-        "streak": jnp.ones(env.branch.shape, jnp.int32),  # (S,) equal answers in a row
+        "last": obs.latest,  # (S,) answer of the previous trigger
+        "streak": jnp.ones(obs.depth.shape, jnp.int32),  # (S,) equal answers in a row
         "t": jnp.zeros((), jnp.int32),  # triggers made (the same for every running branch)
     }
 
 
-def _trigger(env, cs, params, fx):
+def _trigger(obs, cs, params, fx):
     """One trigger on every running branch; returns the new state and who converged."""
     running = cs["running"]
-    env, _ = fx.advance(env, jnp.where(running, params["probe_burst"], 0))
-    cur = env.latest
+    obs, _ = fx.advance(obs, jnp.where(running, params["probe_burst"], 0))
+    cur = obs.latest
     streak = jnp.where(running, jnp.where(cur == cs["last"], cs["streak"] + 1, 1), cs["streak"])
     t = cs["t"] + 1
     converged = running & (t >= params["warmup_steps"]) & (streak >= params["n"])
-    still = running & ~converged & ~env.finished
+    still = running & ~converged & ~obs.finished
     cs = {"running": still, "last": jnp.where(running, cur, cs["last"]), "streak": streak,
           "t": t}
-    return env, cs, converged
+    return obs, cs, converged
 
 
 # -- one chain ------------------------------------------------------------------------------
@@ -76,18 +76,18 @@ def _single_params(config):
     return _strategy_params(config, "convergence")
 
 
-def _single_init(env, params, fx):
-    env, cs = _open(env, params, fx, 1)
-    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
-    env = fx.stop(env, env.latest[0], "converged", when=~cs["running"][0])
-    return env, cs
+def _single_init(obs, params, fx):
+    obs, cs = _open(obs, params, fx, 1)
+    obs = fx.stop(obs, NO_ANSWER, "no_branches", when=obs.opened == 0)
+    obs = fx.stop(obs, obs.latest[0], "converged", when=~cs["running"][0])
+    return obs, cs
 
 
-def _single_step(env, cs, params, fx):
-    env, cs, converged = _trigger(env, cs, params, fx)
-    env = fx.stop(env, env.latest[0], "converged", when=converged[0])
-    env = fx.stop(env, env.latest[0], "branch_end", when=~cs["running"][0])
-    return env, cs
+def _single_step(obs, cs, params, fx):
+    obs, cs, converged = _trigger(obs, cs, params, fx)
+    obs = fx.stop(obs, obs.latest[0], "converged", when=converged[0])
+    obs = fx.stop(obs, obs.latest[0], "branch_end", when=~cs["running"][0])
+    return obs, cs
 
 
 def _trace(cs):
@@ -120,21 +120,21 @@ def _sc_params(config):
     return p
 
 
-def _sc_vote(env, cs, params, fx):
+def _sc_vote(obs, cs, params, fx):
     when = ~jnp.any(cs["running"])
-    answer = fx.vote(env.latest, env.is_open)[0]
-    env = fx.stop(env, answer, "exhausted", when=when & (env.opened < params["solver_n"]))
-    return fx.stop(env, answer, "max_samples", when=when)
+    answer = fx.vote(obs.latest, obs.is_open)[0]
+    obs = fx.stop(obs, answer, "exhausted", when=when & (obs.opened < params["solver_n"]))
+    return fx.stop(obs, answer, "max_samples", when=when)
 
 
-def _sc_init(env, params, fx):
-    env, cs = _open(env, params, fx, params["solver_n"])
-    return _sc_vote(env, cs, params, fx), cs
+def _sc_init(obs, params, fx):
+    obs, cs = _open(obs, params, fx, params["solver_n"])
+    return _sc_vote(obs, cs, params, fx), cs
 
 
-def _sc_step(env, cs, params, fx):
-    env, cs, _ = _trigger(env, cs, params, fx)
-    return _sc_vote(env, cs, params, fx), cs
+def _sc_step(obs, cs, params, fx):
+    obs, cs, _ = _trigger(obs, cs, params, fx)
+    return _sc_vote(obs, cs, params, fx), cs
 
 
 SC_CONVERGENCE = Controller(

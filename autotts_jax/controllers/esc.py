@@ -21,27 +21,27 @@ def _params(config):
     return {"window_size": w, "n_windows": n // w}
 
 
-def init(env, params, fx):
+def init(obs, params, fx):
     # max_samples < window_size leaves no window at all: upstream returns majority([]) = None.
-    env = fx.stop(env, NO_ANSWER, "max_samples", when=params["n_windows"] < 1)
-    return env, {"windows": jnp.zeros((), jnp.int32)}
+    obs = fx.stop(obs, NO_ANSWER, "max_samples", when=params["n_windows"] < 1)
+    return obs, {"windows": jnp.zeros((), jnp.int32)}
 
 
-def step(env, cstate, params, fx):
-    start = env.opened
-    env = fx.full_read(env, params["window_size"])
-    in_window = (env.slots >= start) & (env.slots < env.opened)
-    first = env.final[jnp.minimum(start, env.final.shape[0] - 1)]
-    unanimous = jnp.all(jnp.where(in_window, env.final == first, True))
-    read_any = env.opened > start
+def step(obs, cstate, params, fx):
+    start = obs.opened
+    obs = fx.full_read(obs, params["window_size"])
+    in_window = (obs.slots >= start) & (obs.slots < obs.opened)
+    first = obs.final[jnp.minimum(start, obs.final.shape[0] - 1)]
+    unanimous = jnp.all(jnp.where(in_window, obs.final == first, True))
+    read_any = obs.opened > start
     windows = cstate["windows"] + 1
-    env = fx.stop(env, pool_majority(env), "exhausted", when=~read_any)
-    env = fx.stop(env, first, "unanimous_window", when=unanimous)
+    obs = fx.stop(obs, pool_majority(obs), "exhausted", when=~read_any)
+    obs = fx.stop(obs, first, "unanimous_window", when=unanimous)
     # A short window means the branches ran out (as SC / ASC / the oracle report it).
-    short = env.opened - start < params["window_size"]
-    env = fx.stop(env, pool_majority(env), "exhausted", when=short)
-    env = fx.stop(env, pool_majority(env), "max_samples", when=windows >= params["n_windows"])
-    return env, {"windows": windows}
+    short = obs.opened - start < params["window_size"]
+    obs = fx.stop(obs, pool_majority(obs), "exhausted", when=short)
+    obs = fx.stop(obs, pool_majority(obs), "max_samples", when=windows >= params["n_windows"])
+    return obs, {"windows": windows}
 
 
 ESC = Controller(

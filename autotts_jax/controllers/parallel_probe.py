@@ -33,47 +33,47 @@ def _params(config):
     return p
 
 
-def init(env, params, fx):
-    env = fx.probe_new(env, params["num_chains"])
-    env = fx.stop(env, NO_ANSWER, "no_branches", when=env.opened == 0)
+def init(obs, params, fx):
+    obs = fx.probe_new(obs, params["num_chains"])
+    obs = fx.stop(obs, NO_ANSWER, "no_branches", when=obs.opened == 0)
     # max_steps < 1: upstream's step loop never runs and it returns None (``prev``).
-    env = fx.stop(env, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
-    return env, initial_state(env)
+    obs = fx.stop(obs, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
+    return obs, initial_state(obs)
 
 
-def initial_state(env) -> dict:
+def initial_state(obs) -> dict:
     """The controller state after the opening round (shared with SCOUT's pruning variant)."""
     i32 = jnp.int32
     return {
-        "off": jnp.zeros(env.branch.shape, i32),  # (S,) consecutive steps off the winner
+        "off": jnp.zeros(obs.depth.shape, i32),  # (S,) consecutive steps off the winner
         "stable": jnp.zeros((), i32),
         "prev": jnp.full((), NO_ANSWER, i32),
         "step": jnp.zeros((), i32),
     }
 
 
-def step(env, cs, params, fx):
-    unfinished = env.is_open & ~env.pruned & ~env.finished
-    env, _ = fx.advance(env, jnp.where(unfinished, params["probe_burst"], 0))
-    active = env.is_open & ~env.pruned
-    win, _, _ = fx.vote(env.latest, active)
+def step(obs, cs, params, fx):
+    unfinished = obs.is_open & ~obs.pruned & ~obs.finished
+    obs, _ = fx.advance(obs, jnp.where(unfinished, params["probe_burst"], 0))
+    active = obs.is_open & ~obs.pruned
+    win, _, _ = fx.vote(obs.latest, active)
 
     check = (cs["step"] >= params["warm_up"]) & (jnp.sum(active, dtype=jnp.int32) > 1)
-    track = check & active & ~env.finished
-    off = jnp.where(track, jnp.where(env.latest != win, cs["off"] + 1, 0), cs["off"])
+    track = check & active & ~obs.finished
+    off = jnp.where(track, jnp.where(obs.latest != win, cs["off"] + 1, 0), cs["off"])
     cut = track & (off >= params["prune_patience"])
-    env = fx.prune(env, cut)
+    obs = fx.prune(obs, cut)
     active = active & ~cut
-    env = fx.stop(env, cs["prev"], "all_pruned", when=~jnp.any(active))
-    win = jnp.where(jnp.any(cut), fx.vote(env.latest, active)[0], win)
+    obs = fx.stop(obs, cs["prev"], "all_pruned", when=~jnp.any(active))
+    win = jnp.where(jnp.any(cut), fx.vote(obs.latest, active)[0], win)
 
     stable = jnp.where(win == cs["prev"], cs["stable"] + 1, 0)
-    env = fx.stop(env, win, "stable", when=stable >= params["T"])
-    resolved = jnp.all(~env.is_open | env.finished | env.pruned)
-    env = fx.stop(env, win, "all_resolved", when=resolved)
+    obs = fx.stop(obs, win, "stable", when=stable >= params["T"])
+    resolved = jnp.all(~obs.is_open | obs.finished | obs.pruned)
+    obs = fx.stop(obs, win, "all_resolved", when=resolved)
     n = cs["step"] + 1
-    env = fx.stop(env, win, "max_steps", when=n >= params["max_steps"])
-    return env, {"off": off, "stable": stable, "prev": win, "step": n}
+    obs = fx.stop(obs, win, "max_steps", when=n >= params["max_steps"])
+    return obs, {"off": off, "stable": stable, "prev": win, "step": n}
 
 
 PARALLEL_PROBE = Controller(

@@ -39,29 +39,29 @@ def _params(config):
     return p
 
 
-def init(env, params, fx):
-    env = fx.probe_new(env, params["num_chains"])
-    env = fx.stop(env, NO_ANSWER, "exhausted", when=env.opened < params["num_chains"])
-    env = fx.stop(env, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
-    return env, initial_state(env)
+def init(obs, params, fx):
+    obs = fx.probe_new(obs, params["num_chains"])
+    obs = fx.stop(obs, NO_ANSWER, "exhausted", when=obs.opened < params["num_chains"])
+    obs = fx.stop(obs, NO_ANSWER, "max_steps", when=params["max_steps"] < 1)
+    return obs, initial_state(obs)
 
 
-def step(env, cs, params, fx):
-    env, _ = fx.advance(env, jnp.where(env.alive, 1, 0))
-    win, _, _ = fx.vote(env.latest, env.is_open)  # every chain votes, pruned ones included
+def step(obs, cs, params, fx):
+    obs, _ = fx.advance(obs, jnp.where(obs.alive, 1, 0))
+    win, _, _ = fx.vote(obs.latest, obs.is_open)  # every chain votes, pruned ones included
 
-    alive = env.alive  # still being probed after this step's probe
+    alive = obs.alive  # still being probed after this step's probe
     check = (cs["step"] >= params["warm_up"]) & (jnp.sum(alive, dtype=jnp.int32) > 1)
     track = check & alive
-    off = jnp.where(track, jnp.where(env.latest != win, cs["off"] + 1, 0), cs["off"])
-    env = fx.prune(env, track & (off >= params["prune_patience"]))
+    off = jnp.where(track, jnp.where(obs.latest != win, cs["off"] + 1, 0), cs["off"])
+    obs = fx.prune(obs, track & (off >= params["prune_patience"]))
 
     stable = jnp.where(win == cs["prev"], cs["stable"] + 1, 0)
-    env = fx.stop(env, win, "stable", when=stable >= params["T"])
-    env = fx.stop(env, win, "all_resolved", when=~jnp.any(env.alive))
+    obs = fx.stop(obs, win, "stable", when=stable >= params["T"])
+    obs = fx.stop(obs, win, "all_resolved", when=~jnp.any(obs.alive))
     n = cs["step"] + 1
-    env = fx.stop(env, win, "max_steps", when=n >= params["max_steps"])
-    return env, {"off": off, "stable": stable, "prev": win, "step": n}
+    obs = fx.stop(obs, win, "max_steps", when=n >= params["max_steps"])
+    return obs, {"off": off, "stable": stable, "prev": win, "step": n}
 
 
 PP_PRUNE_VOTE = Controller(

@@ -18,16 +18,16 @@ def _params(config):
     return {"max_samples": n}
 
 
-def init(env, params, fx):
-    return env, ()
+def init(obs, params, fx):
+    return obs, ()
 
 
-def step(env, cstate, params, fx):
-    env = fx.full_read(env, params["max_samples"])
-    reason_exhausted = env.opened < params["max_samples"]
-    env = fx.stop(env, pool_majority(env), "exhausted", when=reason_exhausted)
-    env = fx.stop(env, pool_majority(env), "max_samples")
-    return env, cstate
+def step(obs, cstate, params, fx):
+    obs = fx.full_read(obs, params["max_samples"])
+    reason_exhausted = obs.opened < params["max_samples"]
+    obs = fx.stop(obs, pool_majority(obs), "exhausted", when=reason_exhausted)
+    obs = fx.stop(obs, pool_majority(obs), "max_samples")
+    return obs, cstate
 
 
 SC = Controller(

@@ -36,6 +36,12 @@
      is reported as a failure, and ``allow_reprobe=True`` skips this one bound;
    * sequential tokens: ``0 <= seq_tokens <= tokens`` (a round costs its largest per-slot
      charge, which is at most the round's total).
+9. non-interference: the episodes are replayed on a counterfactual store that differs from
+   the first only in what no episode observed (later probes, lengths and final answers of
+   branches not read to the end, unopened branches, answer ids; see
+   :mod:`autotts_jax.engine.noninterference`) and must make the same decisions.  The replay
+   runs in a spawned process when the controller pickles by reference (a module-level
+   ``Controller`` of an importable module), else in this process (``isolated`` says which).
 
 The default store is :func:`random_store`: a few questions with 1 to 16 branches (so branch
 exhaustion happens), probe lists of 1 to 12 answers from a small alphabet, final answers that
@@ -45,12 +51,18 @@ no branch reaches.
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import pickle
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import jax
 import numpy as np
 
-from autotts_jax.engine.protocol import ROUND_CAP, Controller
+from autotts_jax.engine import noninterference as NI
+from autotts_jax.engine.protocol import ROUND_CAP, Controller, ProtocolError
 from autotts_jax.engine.simulate import Episodes, permutation_table, simulate
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData, bucket, from_arrays
@@ -134,6 +146,8 @@ def _validate_static(controller: Controller, configs) -> list[int]:
 def _run(controller, data, configs, seeds, what: str, **kw) -> Episodes:
     try:
         return simulate(controller, data, configs, seeds, **kw)
+    except ProtocolError as exc:
+        raise _fail(controller, str(exc)) from exc
     except AutoTTSError:
         raise
     except Exception as exc:
@@ -238,12 +252,15 @@ def check_controller(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     allow_reprobe: bool = False,
     max_rounds: int | None = None,
+    isolate: bool = True,
 ) -> None:
     """Raise :class:`AutoTTSError` naming the first way ``controller`` breaks the protocol.
 
     ``data`` defaults to :func:`random_store`, ``configs`` to ``[{}]`` (the controller's
     defaults; pass several to exercise the config axis).  See the module docstring for the
     list of checks and for why the reference-model token bound needs ``allow_reprobe``.
+    ``isolate=False`` runs the non-interference replay in this process (the sandbox, which
+    runs its own second replay in a separate process, uses that).
     """
     configs = [dict(c) for c in (configs if configs is not None else [{}])]
     seeds = [int(s) for s in seeds]
@@ -258,13 +275,16 @@ def check_controller(
     if max_rounds is not None:
         kw["max_rounds"] = max_rounds
 
-    eps = _run(controller, data, configs, seeds, "reference cost model", **kw)
+    eps = _run(controller, data, configs, seeds, "reference cost model", ledger=True, **kw)
     _check_episodes(controller, data, configs, seeds, eps, slots, needs, "reference",
                     allow_reprobe)
-    again = _run(controller, data, configs, seeds, "second run", **kw)
+    again = _run(controller, data, configs, seeds, "second run", ledger=True, **kw)
     field = _same(eps, again)
     if field is not None:
         raise _fail(controller, f"not deterministic: two identical runs differ in {field}")
+    problem = non_interference(controller, data, configs, seeds, eps, isolate=isolate, **kw)
+    if problem is not None:
+        raise _fail(controller, f"non-interference: {problem}")
     # Batching must not matter.  Every run below has the batch's shapes (no recompilation),
     # but each episode sits at another position of the vmapped chunk, next to other episodes.
     for c, config in enumerate(configs):  # one config at a time (copies fill the batch)
@@ -283,3 +303,48 @@ def check_controller(
                **kw)
     _check_episodes(controller, data, configs, seeds, eps, slots, needs, "corrected",
                     allow_reprobe)
+
+
+_POOL: dict[str, ProcessPoolExecutor] = {}
+
+
+def _spawned() -> ProcessPoolExecutor:
+    """One spawned worker process per interpreter, reused (it pays JAX's import once)."""
+    if "pool" not in _POOL:
+        _POOL["pool"] = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(_POOL["pool"].shutdown, cancel_futures=True)
+    return _POOL["pool"]
+
+
+def _replay(controller: Controller, data: ReplayData, configs, seeds, kw) -> Episodes:
+    import autotts_jax.engine  # noqa: F401  (float64, as in the parent)
+
+    return simulate(controller, data, configs, seeds, ledger=True, **kw)
+
+
+def non_interference(controller: Controller, data: ReplayData, configs, seeds,
+                     eps: Episodes, *, isolate: bool = True, seed: int = 0, **kw
+                     ) -> str | None:
+    """Replay ``eps``'s episodes on a counterfactual of ``data`` (see
+    :mod:`autotts_jax.engine.noninterference`); ``None`` when every decision is the same,
+    else what differed.  ``eps`` must come from ``simulate(..., ledger=True, **kw)``."""
+    seen = NI.revealed(eps, seeds, np.asarray(data.n_branches), data.probe_answer.shape[1])
+    cf, relabel = NI.counterfactual(data, seen, seed, int(kw.get("pool_size", 128)))
+    cf_np = jax.tree.map(np.asarray, cf)
+    other = None
+    if isolate:
+        try:
+            pickle.dumps(controller)
+        except Exception:  # a closure or a module loaded from a file: not by reference
+            isolate = False
+    try:
+        if isolate:
+            other = _spawned().submit(_replay, controller, cf_np, configs, seeds, kw).result()
+        else:
+            other = _replay(controller, cf_np, configs, seeds, kw)
+    except AutoTTSError:
+        raise
+    except Exception as exc:
+        return f"the replay on a counterfactual store failed: {_first_line(exc)}"
+    return NI.compare(eps, other, relabel)

@@ -82,6 +82,81 @@ class EnvState:
         return jnp.sum(self.cost, dtype=jnp.int32)
 
 
+# What a controller may see: the parts of ``EnvState`` a live controller has paid for.  The
+# per-episode constants (question, the branches behind the slots, their lengths, probe counts
+# and final answers) and the engine's bookkeeping stay on the engine's side.
+OBSERVED_FIELDS = (
+    "opened", "depth", "cost", "finished", "read", "latest", "pruned", "pool_count",
+    "pool_first", "pool_size", "seq_tokens", "rounds", "done", "answer", "stop_reason",
+)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Observation:
+    """What a controller knows about its episode: exactly what a live controller could have
+    paid for at this point.  ``S`` = slots the controller may open, ``P`` = pool size.
+
+    Per opened slot: its probe answers up to its current depth (``latest`` is the newest),
+    the tokens charged so far, whether it finished, was read in full or was pruned, and its
+    final answer once it finished or was read (``final``).  The completed-answer pool and the
+    episode's counters.  Nothing about slots not yet opened, nothing beyond a branch's
+    current depth (its length, later probes, its final answer), no gold answer, no
+    correctness.  Slots not yet opened read as zeros / ``-1``.
+    """
+
+    opened: Array  # () int32 slots opened so far (slots 0 .. opened-1)
+    depth: Array  # (S,) int32 intervals explored on each slot (probes seen)
+    cost: Array  # (S,) int32 tokens charged to each slot
+    finished: Array  # (S,) bool exploring reached the branch's end
+    read: Array  # (S,) bool the slot was read in full (``fx.full_read``)
+    latest: Array  # (S,) int32 newest answer seen on the slot (probe or final; -1 none)
+    pruned: Array  # (S,) bool the controller gave the slot up
+    pool_count: Array  # (P,) int32 completed answers: votes per answer id
+    pool_first: Array  # (P,) int32 completion-order key of each answer's first vote
+    pool_size: Array  # () int32 completed answers in the pool
+    seq_tokens: Array  # () int32 critical-path tokens so far
+    rounds: Array  # () int32 rounds run so far
+    done: Array  # () bool the episode has stopped
+    answer: Array  # () int32 the answer given at the stop (-1 none)
+    stop_reason: Array  # () int32 index into the controller's stop reasons
+
+    @property
+    def n_slots(self) -> int:
+        """Static: how many slots the controller may open (the slot axis)."""
+        return self.depth.shape[0]
+
+    @property
+    def slots(self) -> Array:
+        """(S,) int32 slot indices."""
+        return jnp.arange(self.n_slots, dtype=jnp.int32)
+
+    @property
+    def is_open(self) -> Array:
+        """(S,) bool: slots opened so far."""
+        return self.slots < self.opened
+
+    @property
+    def alive(self) -> Array:
+        """(S,) bool: opened, not finished, not read in full, not pruned."""
+        return self.is_open & ~self.finished & ~self.read & ~self.pruned
+
+    @property
+    def final(self) -> Array:
+        """(S,) int32: the final answer of slots that finished or were read, else -1."""
+        return jnp.where(self.finished | self.read, self.latest, NO_ANSWER)
+
+    @property
+    def total_tokens(self) -> Array:
+        """() int32 tokens charged so far."""
+        return jnp.sum(self.cost, dtype=jnp.int32)
+
+
+def observe(env: EnvState) -> Observation:
+    """The controller's view of ``env`` (see :class:`Observation`)."""
+    return Observation(**{f: getattr(env, f) for f in OBSERVED_FIELDS})
+
+
 def _materialize(env: EnvState, x: Array) -> Array:
     """``x`` computed once, as its own array, instead of inside every consumer.
 

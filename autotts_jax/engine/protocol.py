@@ -1,17 +1,26 @@
 """The controller protocol: what a human or an LLM writes to get a replayable controller.
 
-A controller is two pure functions over fixed-shape arrays, plus host-side metadata::
+A controller is pure functions over fixed-shape arrays, plus host-side metadata::
 
-    init(env, params, fx) -> (env, cstate)          # round 0: e.g. open the first branches
-    step(env, cstate, params, fx) -> (env, cstate)  # one round; call fx.stop(...) to finish
+    init(obs, params, fx) -> (obs, cstate)          # round 0: e.g. open the first branches
+    step(obs, cstate, params, fx) -> (obs, cstate)  # one round; call fx.stop(...) to finish
+    finish(obs, cstate, params, fx) -> answer       # optional, once after the stop
 
-``env`` is the episode's :class:`~autotts_jax.engine.env.EnvState` (read it freely: ``opened``,
-``latest``, ``finished``, ``pool_count``, ...), ``cstate`` is any pytree the controller keeps
-(counters, an EMA, per-slot arrays of shape ``(S,)``), ``params`` is a dict of scalars made on
-the host from the controller's config (or from one scalar ``beta`` through its schedule), and
-``fx`` is the effect set bound to the replay data and the cost model.  Inside ``step`` an
-effect is called like ``env = fx.full_read(env, 1)``; effects compose, so a round can advance,
-look at the new pool, and widen -- there is no need to split a decision over two rounds.
+``obs`` is an :class:`~autotts_jax.engine.env.Observation`: what a live controller could have
+paid for so far (opened slots up to their current depth, tokens charged, finished / read /
+pruned flags, final answers of finished or read slots, the completed-answer pool, counters).
+Nothing else about the episode is reachable: the replay data and the engine's state stay
+behind ``fx``.  ``cstate`` is any pytree the controller keeps (counters, an EMA, per-slot
+arrays of shape ``(S,)``), ``params`` is a dict of scalars made on the host from the
+controller's config (or from one scalar ``beta`` through its schedule).
+
+``fx`` is the episode's effect set.  An effect is the only way to change the episode: it takes
+the newest observation and returns the next one, e.g. ``obs = fx.full_read(obs, 1)``.
+Effects compose, so a round can advance, look at the new pool and widen -- no need to split
+a decision over two rounds.  The engine keeps the episode's state itself: an effect applied
+to anything but the observation the previous effect returned is an error, and so is a
+``step`` that returns another observation (no forged state).  Effects are always applied when
+called; make one conditional with its arguments (``n=0``, an all-false mask, ``when=``).
 
 Rules that make a controller replayable (``simulate`` enforces the shapes, the sandbox the
 rest): no Python control flow on traced values (use ``jnp.where`` / masks), no randomness
@@ -31,39 +40,98 @@ from typing import Any
 import jax.numpy as jnp
 
 from autotts_jax.engine import env as E
+from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData
 
 Params = dict[str, Any]
 ROUND_CAP = "round_cap"
 
 
-@dataclass(frozen=True)
+class ProtocolError(AutoTTSError):
+    """A controller broke the protocol (a stale or forged observation, an unknown reason)."""
+
+
 class Effects:
-    """The effects a controller may apply, bound to one store and one cost model."""
+    """The effects a controller may apply to one episode.
 
-    data: ReplayData
-    cost_model: str
-    stop_reasons: tuple[str, ...]
+    Built by the engine for each episode it traces; it holds the episode's full state and the
+    replay data, neither of which the controller needs or may read.  Each effect advances the
+    held state and hands back its observation.  Every effect returns an ``Observation``;
+    ``advance`` also returns the explore calls made per slot, ``(S,) int32``.
+    """
 
-    def full_read(self, env: E.EnvState, n) -> E.EnvState:
-        return E.full_read(env, jnp.asarray(n, jnp.int32))
+    __slots__ = ("_data", "_cost_model", "_env", "_obs", "stop_reasons")
 
-    def probe_new(self, env: E.EnvState, n) -> E.EnvState:
-        return E.probe_new(env, self.data, jnp.asarray(n, jnp.int32), self.cost_model)
+    def __init__(self, data: ReplayData, cost_model: str, stop_reasons: tuple[str, ...],
+                 env: E.EnvState) -> None:
+        self._data = data
+        self._cost_model = cost_model
+        self.stop_reasons = stop_reasons
+        self._env = env
+        self._obs = E.observe(env)
 
-    def advance(self, env: E.EnvState, calls, order=None) -> tuple[E.EnvState, Any]:
-        return E.advance(env, self.data, jnp.asarray(calls, jnp.int32), order, self.cost_model)
+    @property
+    def observation(self) -> E.Observation:
+        """The newest observation (what ``init``/``step`` receive and must return)."""
+        return self._obs
 
-    def probe_more(self, env: E.EnvState, mask) -> E.EnvState:
-        return E.probe_more(env, self.data, mask, self.cost_model)
+    def _apply(self, obs: E.Observation, fn) -> E.Observation:
+        if obs is not self._obs:
+            raise ProtocolError(
+                "an effect was applied to a stale or rebuilt observation: pass the "
+                "observation the previous effect returned (effects cannot be undone or "
+                "applied conditionally by selecting between observations; use n=0, a mask "
+                "or when= instead)")
+        self._env = fn(self._env)
+        self._obs = E.observe(self._env)
+        return self._obs
 
-    def prune(self, env: E.EnvState, mask) -> E.EnvState:
-        return E.prune(env, mask)
+    def full_read(self, obs: E.Observation, n) -> E.Observation:
+        """Read the next ``n`` unopened slots to the end: each costs its branch's tokens and
+        its final answer enters the pool (in slot order).  Fewer open when branches run out."""
+        return self._apply(obs, lambda e: E.full_read(e, jnp.asarray(n, jnp.int32)))
+
+    def probe_new(self, obs: E.Observation, n) -> E.Observation:
+        """Open the next ``n`` slots by one interval each (``probe_freq`` tokens): each shows
+        its first probe answer in ``latest``."""
+        return self._apply(obs, lambda e: E.probe_new(
+            e, self._data, jnp.asarray(n, jnp.int32), self._cost_model))
+
+    def advance(self, obs: E.Observation, calls, order=None) -> tuple[E.Observation, Any]:
+        """Explore each opened, unpruned, unread slot by up to ``calls[s]`` intervals; a slot
+        that reaches its end finishes and its final answer enters the pool (in ascending
+        ``order``, default slot order).  Returns ``(obs, made)``: ``made[s]`` explore calls
+        actually made (fewer when the branch finished)."""
+        made = []
+
+        def run(e):
+            e, m = E.advance(e, self._data, jnp.asarray(calls, jnp.int32), order,
+                             self._cost_model)
+            made.append(m)
+            return e
+
+        return self._apply(obs, run), made[0]
+
+    def probe_more(self, obs: E.Observation, mask) -> E.Observation:
+        """One upstream ``probe_more`` on every masked opened slot (finished ones included:
+        under the ``reference`` cost model that charges their remainder again)."""
+        return self._apply(obs, lambda e: E.probe_more(e, self._data, mask, self._cost_model))
+
+    def prune(self, obs: E.Observation, mask) -> E.Observation:
+        """Give up the masked slots: they keep what they cost and are never advanced again."""
+        return self._apply(obs, lambda e: E.prune(e, mask))
+
+    def stop(self, obs: E.Observation, answer, reason: str, when=True) -> E.Observation:
+        """Finish the episode with ``answer`` where ``when`` holds (the first stop wins)."""
+        if reason not in self.stop_reasons:
+            raise ProtocolError(f"unknown stop reason {reason!r}; declare it in stop_reasons")
+        index = self.stop_reasons.index(reason)
+        return self._apply(obs, lambda e: E.stop(e, answer, index, when))
 
     @property
     def vocab(self) -> int:
-        """Static size of the answer-id space of the store (probe answers included)."""
-        return self.data.is_correct.shape[-1]
+        """Static size of the answer-id space (probe answers included)."""
+        return self._data.is_correct.shape[-1]
 
     def vote(self, answers, mask):
         """(winner, top1, top2) of ``answers[mask]`` in slot order (see ``votes.vote``)."""
@@ -71,10 +139,20 @@ class Effects:
 
         return vote(answers, mask, self.vocab)
 
-    def stop(self, env: E.EnvState, answer, reason: str, when=True) -> E.EnvState:
-        if reason not in self.stop_reasons:
-            raise ValueError(f"unknown stop reason {reason!r}; declare it in stop_reasons")
-        return E.stop(env, answer, self.stop_reasons.index(reason), when)
+
+
+def _run_effects(fn, env: E.EnvState, data: ReplayData, cost_model: str,
+                 stop_reasons: tuple[str, ...]) -> tuple[E.EnvState, Any]:
+    """Engine side: run ``fn(obs, fx) -> (obs, out)`` on ``env`` and return the episode's
+    state after the effects it applied, with ``out``.  ``fn`` must hand back the newest
+    observation, so a controller cannot return a state it did not pay for."""
+    fx = Effects(data, cost_model, stop_reasons, env)
+    obs, out = fn(fx.observation, fx)
+    if obs is not fx.observation:
+        raise ProtocolError(
+            "init/step must return the observation returned by the last effect they applied "
+            "(or the one they received, if they applied none)")
+    return fx._env, out
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,9 +168,10 @@ class Controller:
         init, step: the two pure functions described in the module docstring.
         stop_reasons: names of the ways an episode can end (``round_cap`` is added first).
         trace_fields: optional ``cstate -> {name: scalar}`` recorded per round in traces.
-        finish: optional ``(env, cstate, params, fx) -> env`` run once after the episode
-            stopped, e.g. to choose a fallback answer.  Work done here is paid once per
-            episode instead of once per round, which matters under ``vmap``.
+        finish: optional ``(obs, cstate, params, fx) -> answer`` run once after the episode
+            stopped: the episode's answer (an int32 scalar; e.g. a fallback when the pool is
+            empty).  Work done here is paid once per episode instead of once per round,
+            which matters under ``vmap``.
         seq_window: optional ``params -> int`` for the per-branch ("max_branch", SCOUT)
             sequential accounting: the opened slots are cut into consecutive windows of this
             many slots that run one after another (ESC: ``window_size``).  Without it every
@@ -109,11 +188,11 @@ class Controller:
     defaults: Mapping[str, Any]
     make_params: Callable[[Mapping[str, Any]], Params]
     max_slots: Callable[[Mapping[str, Any]], int]
-    init: Callable[..., tuple[E.EnvState, Any]]
-    step: Callable[..., tuple[E.EnvState, Any]]
+    init: Callable[..., tuple[E.Observation, Any]]
+    step: Callable[..., tuple[E.Observation, Any]]
     stop_reasons: tuple[str, ...]
     trace_fields: Callable[[Any], dict] | None = None
-    finish: Callable[..., E.EnvState] | None = None
+    finish: Callable[..., Any] | None = None
     seq_window: Callable[[Params], Any] | None = None
     group_slots: bool = False
     doc: str = field(default="", repr=False)

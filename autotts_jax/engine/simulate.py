@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autotts_jax.engine import env as E
-from autotts_jax.engine.protocol import Controller, Effects
+from autotts_jax.engine.protocol import Controller, Effects, ProtocolError, _run_effects
 from autotts_jax.engine.votes import pool_stats
 from autotts_jax.store.load import ReplayData, bucket
 
@@ -82,6 +82,11 @@ class Episodes:
     stop_reasons: tuple[str, ...]
     # int64 per-branch (SCOUT) sequential tokens: largest per-slot total (per seq_window)
     seq_tokens_max_branch: np.ndarray | None = None
+    # With ``ledger=True``: what each episode saw of each slot, ``[configs, seeds, questions,
+    # slots]``: probes explored (int32) and how its end was seen (int8: +1 read in full,
+    # +2 explored to the end).  The non-interference check builds its counterfactual from it.
+    slot_depth: np.ndarray | None = None
+    slot_end: np.ndarray | None = None
 
     def seq(self, accounting: str = "critical_path") -> np.ndarray:
         """Per-episode sequential tokens under ``accounting`` (see ``SEQ_ACCOUNTINGS``)."""
@@ -150,10 +155,11 @@ def _select_lanes(keep: jax.Array, old, new):
     return jax.tree.map(pick, old, new)
 
 
-def _round(fn, env: E.EnvState, *args):
-    """Run one round, then book its critical-path tokens and count it."""
+def _round(controller: Controller, data: ReplayData, cost_model: str, env: E.EnvState, call):
+    """Run one round (``call(obs, fx) -> (obs, cstate)``: the controller's ``init`` or
+    ``step``), then book its critical-path tokens and count it."""
     before = env.cost
-    env, cstate = fn(env, *args)
+    env, cstate = _run_effects(call, env, data, cost_model, controller.all_stop_reasons)
     charge = env.cost - before
     return replace(
         env, seq_tokens=env.seq_tokens + jnp.max(charge), rounds=env.rounds + 1
@@ -196,25 +202,29 @@ def _trace_row(controller: Controller, prev: E.EnvState, env: E.EnvState, cstate
 
 def _start(controller, data, params, perm, question, *, pool_size, cost_model):
     """A fresh episode after its opening round: (state before init, env, cstate)."""
-    fx = Effects(data, cost_model, controller.all_stop_reasons)
     env0 = E.reset(data, question, perm, pool_size)
-    env, cstate = _round(lambda e: controller.init(e, params, fx), env0)
+    env, cstate = _round(controller, data, cost_model, env0,
+                         lambda obs, fx: controller.init(obs, params, fx))
     return env0, env, cstate
 
 
 def _step(controller, data, env, cstate, params, *, cost_model, max_rounds):
     """One round of a running episode; finished (or capped) episodes are left unchanged."""
-    fx = Effects(data, cost_model, controller.all_stop_reasons)
-    new_env, new_cstate = _round(lambda e: controller.step(e, cstate, params, fx), env)
+    new_env, new_cstate = _round(controller, data, cost_model, env,
+                                 lambda obs, fx: controller.step(obs, cstate, params, fx))
     hold = env.done | (env.rounds >= max_rounds)
     return _select(hold, (env, cstate), (new_env, new_cstate))
 
 
-def _outputs(controller, data, env, cstate, params, question, *, cost_model):
+def _outputs(controller, data, env, cstate, params, question, *, cost_model, ledger=False):
     """Per-episode results of a stopped (or round-capped) episode."""
-    fx = Effects(data, cost_model, controller.all_stop_reasons)
     if controller.finish is not None:
-        env = controller.finish(env, cstate, params, fx)
+        fx = Effects(data, cost_model, controller.all_stop_reasons, env)
+        obs = fx.observation
+        answer = controller.finish(obs, cstate, params, fx)
+        if fx.observation is not obs:
+            raise ProtocolError("finish may not apply effects: it only chooses the answer")
+        env = replace(env, answer=jnp.asarray(answer, jnp.int32).reshape(()))
     env = E.stop(env, E.NO_ANSWER, 0)  # round cap: no answer, reason index 0
     answer = env.answer
     n_slots = env.cost.shape[0]
@@ -235,11 +245,14 @@ def _outputs(controller, data, env, cstate, params, question, *, cost_model):
         "rounds": env.rounds,
         "stop_reason": env.stop_reason,
     }
+    if ledger:
+        out["slot_depth"] = env.depth
+        out["slot_end"] = (env.read.astype(jnp.int8) + 2 * env.finished.astype(jnp.int8))
     return out
 
 
 def _episode(controller, data, params, perm, question, *, pool_size, cost_model, max_rounds,
-             trace):
+             trace, ledger=False):
     """One episode as its own while-loop (the traced path: it records every round)."""
     env0, env, cstate = _start(controller, data, params, perm, question, pool_size=pool_size,
                                cost_model=cost_model)
@@ -264,14 +277,15 @@ def _episode(controller, data, params, perm, question, *, pool_size, cost_model,
             lambda v: jnp.zeros((max_rounds + 1, *v.shape), v.dtype).at[0].set(v), first
         )
     env, cstate, buf = jax.lax.while_loop(cond, body, (env, cstate, buf))
-    out = _outputs(controller, data, env, cstate, params, question, cost_model=cost_model)
+    out = _outputs(controller, data, env, cstate, params, question, cost_model=cost_model,
+                   ledger=ledger)
     if trace:
         out["trace"] = buf
     return out
 
 
 def _chunk(controller, data, params, perm, question, valid, *, pool_size, cost_model,
-           max_rounds, trace):
+           max_rounds, trace, ledger=False):
     """One chunk of flat episodes: episode i replays ``question[i]`` with slot order
     ``perm[i]`` under ``params`` (a dict of per-episode scalars).  ``valid`` marks the real
     episodes (a prefix); this traced path runs the padding too (it copies a real episode).
@@ -283,13 +297,13 @@ def _chunk(controller, data, params, perm, question, valid, *, pool_size, cost_m
     TRACE_COUNT[controller.name] = TRACE_COUNT.get(controller.name, 0) + 1
     run = functools.partial(
         _episode, controller, data, pool_size=pool_size, cost_model=cost_model,
-        max_rounds=max_rounds, trace=trace,
+        max_rounds=max_rounds, trace=trace, ledger=ledger,
     )
     return jax.vmap(run)(params, perm, question)
 
 
 def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size, cost_model,
-                  max_rounds, lanes, refill_every):
+                  max_rounds, lanes, refill_every, ledger=False):
     """A queue of episodes run on ``lanes`` vmapped lanes that are refilled as episodes stop.
 
     A plain ``vmap`` of per-episode while-loops runs every episode for as many rounds as the
@@ -311,7 +325,8 @@ def _chunk_refill(controller, data, params, perm, question, valid, *, pool_size,
         _start, controller, data, pool_size=pool_size, cost_model=cost_model))
     step = jax.vmap(functools.partial(
         _step, controller, data, cost_model=cost_model, max_rounds=max_rounds))
-    outputs = jax.vmap(functools.partial(_outputs, controller, data, cost_model=cost_model))
+    outputs = jax.vmap(functools.partial(_outputs, controller, data, cost_model=cost_model,
+                                         ledger=ledger))
 
     def launch(ep):
         """Start episode ``ep[i]`` on lane i (lanes with ``ep >= n_valid`` stay empty, done)."""
@@ -415,11 +430,19 @@ def _merge(parts: Mapping[int, Episodes], groups: Mapping[int, list[int]],
     first = next(iter(parts.values()))
     fields = {}
     for name in ("answer", "correct", "tokens", "seq_tokens", "seq_tokens_max_branch",
-                 "branches", "rounds", "stop_reason"):
+                 "branches", "rounds", "stop_reason", "slot_depth", "slot_end"):
+        if getattr(first, name) is None:
+            continue
         ref = getattr(first, name)
-        full = np.empty((n_conf, *ref.shape[1:]), ref.dtype)
+        # Per-slot ledger fields: the smaller group's slot axis is padded (never opened: 0).
+        width = max(getattr(p, name).shape[3:] for p in parts.values())
+        full = np.zeros((n_conf, *ref.shape[1:3], *width), ref.dtype)
         for b, idx in groups.items():
-            full[idx] = getattr(parts[b], name)
+            part = getattr(parts[b], name)
+            if part.ndim == 4:
+                full[idx, :, :, : part.shape[3]] = part
+            else:
+                full[idx] = part
         fields[name] = full
     return Episodes(stop_reasons=first.stop_reasons, **fields)
 
@@ -438,6 +461,7 @@ def simulate(
     chunk_size: int = DEFAULT_CHUNK,
     lanes: int = DEFAULT_LANES,
     devices: int | None = None,
+    ledger: bool = False,
 ) -> Episodes | tuple[Episodes, dict]:
     """Replay ``controller`` for every config x seed x question of ``data``.
 
@@ -453,7 +477,9 @@ def simulate(
     defaults to the controller's need rounded up to a power of two (for a controller with
     ``group_slots``, each config group gets its own bucket).  With ``trace=True`` also
     returns the per-round record (``[C, N, Q, max_rounds + 1]`` per field; row r is round r,
-    valid while ``r < rounds``) -- meant for a few episodes, not for sweeps.
+    valid while ``r < rounds``) -- meant for a few episodes, not for sweeps.  With
+    ``ledger=True`` the episodes also carry what they saw of each slot (``slot_depth``,
+    ``slot_end``; a separate compiled program).
     """
     if cost_model not in E.COST_MODELS:
         raise ValueError(f"cost_model must be one of {E.COST_MODELS}, got {cost_model!r}")
@@ -467,7 +493,8 @@ def simulate(
     if len(groups) > 1:
         parts = {b: simulate(controller, data, [configs[i] for i in idx], seeds,
                              cost_model=cost_model, max_rounds=max_rounds, pool_size=pool_size,
-                             slots=b, chunk_size=chunk_size, lanes=lanes, devices=devices)
+                             slots=b, chunk_size=chunk_size, lanes=lanes, devices=devices,
+                             ledger=ledger)
                  for b, idx in groups.items()}
         return _merge(parts, groups, len(configs))
     slots = slots or max(needs)
@@ -481,6 +508,8 @@ def simulate(
     n_dev = devices or jax.device_count()
     n_ep = cfg.size
     static = dict(pool_size=pool_size, cost_model=cost_model, max_rounds=max_rounds)
+    if ledger:
+        static["ledger"] = True
     if trace:
         # Every queued episode runs here, padding included: small batches get a small chunk
         # (a power of two, so at most log2(chunk_size) shapes).
@@ -517,6 +546,8 @@ def simulate(
         rounds=out["rounds"],
         stop_reason=out["stop_reason"],
         stop_reasons=controller.all_stop_reasons,
+        slot_depth=out.get("slot_depth"),
+        slot_end=out.get("slot_end"),
     )
     if trace:
         return eps, out["trace"]

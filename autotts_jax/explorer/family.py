@@ -27,12 +27,11 @@ an ordinary beta-only controller, which is what an evolved candidate's module ex
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import jax.numpy as jnp
 
-from autotts_jax.controllers.cmc import _WINDOW, _abandon, _probe_order
+from autotts_jax.controllers.cmc import _WINDOW, _abandon, _probe_order, finish
 from autotts_jax.controllers.cmc import init as _cmc_init
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
@@ -116,9 +115,9 @@ def schedule(genome: Mapping[str, Any], beta: float) -> dict[str, Any]:
 init = _cmc_init
 
 
-def step(env, cs, p, fx):
+def step(obs, cs, p, fx):
     alpha = p["ema_alpha"]
-    winner, _, _, conf = pool_stats(env)
+    winner, _, _, conf = pool_stats(obs)
     warm = cs["step"] >= p["warm_up"]
 
     # EMA update #1 appends to the window (the oldest entry falls out beyond T_ema).
@@ -128,23 +127,23 @@ def step(env, cs, p, fx):
 
     # Abandonment (switchable): most persistent disagreement first, keeping two alive.
     gate_on = warm & (winner != NO_ANSWER)
-    alive = env.alive
+    alive = obs.alive
     disagree = jnp.where(
-        gate_on & alive, jnp.where(env.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
+        gate_on & alive, jnp.where(obs.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
     )
     cand = gate_on & alive & (disagree >= p["abandon_patience"]) & (p["abandon"] == 1)
-    env = fx.prune(env, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
+    obs = fx.prune(obs, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
 
     # Probe: aligned branches get a burst (switchable), served in descending probe count.
-    alive = env.alive
-    aligned = gate_on & (env.latest == winner)
+    alive = obs.alive
+    aligned = gate_on & (obs.latest == winner)
     burst = jnp.where(p["burst"] == 1, p["burst_aligned"], 1)
     calls = jnp.where(alive, jnp.where(aligned, burst, 1), 0)
-    env, made = fx.advance(env, calls, order=_probe_order(cs["probes"], calls.shape[0]))
+    obs, made = fx.advance(obs, calls, order=_probe_order(cs["probes"], calls.shape[0]))
     probes = cs["probes"] + made
 
     # EMA update #2 on the post-probe pool overwrites this round's entry.
-    winner, _, _, conf = pool_stats(env)
+    winner, _, _, conf = pool_stats(obs)
     ema = (1.0 - alpha) * ema + alpha * conf
     window = window.at[0].set(ema)
     oldest = window[jnp.maximum(filled - 1, 0)]
@@ -153,40 +152,29 @@ def step(env, cs, p, fx):
     raw = p["gate_rule"] == 1
     level = jnp.where(raw, conf, ema)
     steady = raw | (delta >= -p["delta_slack"])
-    enough = warm & (env.pool_size >= p["min_complete"])
-    env = fx.stop(env, winner, "ema_gate", when=enough & (level >= p["conf_thr"]) & steady)
-    alive = env.alive
-    agree = jnp.any(alive) & jnp.all(jnp.where(alive, env.latest == winner, True))
+    enough = warm & (obs.pool_size >= p["min_complete"])
+    obs = fx.stop(obs, winner, "ema_gate", when=enough & (level >= p["conf_thr"]) & steady)
+    alive = obs.alive
+    agree = jnp.any(alive) & jnp.all(jnp.where(alive, obs.latest == winner, True))
     consensus = (p["consensus"] == 1) & enough & (winner != NO_ANSWER) & agree
-    env = fx.stop(env, winner, "consensus", when=consensus)
-    env = fx.stop(env, winner, "all_resolved", when=~jnp.any(env.alive))
+    obs = fx.stop(obs, winner, "consensus", when=consensus)
+    obs = fx.stop(obs, winner, "all_resolved", when=~jnp.any(obs.alive))
 
     # Widen while confidence is low (and, under widen_rule 0, not rising).
-    spawned = env.opened
+    spawned = obs.opened
     cap = jnp.minimum(p["max_branch_use"], MAX_BRANCH)
     trend_ok = (p["widen_rule"] == 1) | (delta <= p["trend_thr"])
     widen = ((spawned < cap) & trend_ok & (cs["step"] >= jnp.maximum(1, p["warm_up"] // 2))
              & (level < p["conf_thr"]))
-    n_new = jnp.where(widen & ~env.done, jnp.minimum(p["widen_burst"], cap - spawned), 0)
-    env = fx.probe_new(env, n_new)
+    n_new = jnp.where(widen & ~obs.done, jnp.minimum(p["widen_burst"], cap - spawned), 0)
+    obs = fx.probe_new(obs, n_new)
 
     n = cs["step"] + 1
-    env = fx.stop(env, winner, "max_outer", when=n >= MAX_OUTER)
-    return env, {
+    obs = fx.stop(obs, winner, "max_outer", when=n >= MAX_OUTER)
+    return obs, {
         "ema": ema, "window": window, "filled": filled, "delta": delta,
         "disagree": disagree, "probes": probes, "step": n,
     }
-
-
-def finish(env, cs, params, fx):
-    """CMC's final answer: the pool majority, or -- if nothing completed -- the majority of
-    the latest answers of the branches not abandoned (spawn order)."""
-    fallback = fx.vote(env.latest, env.is_open & ~env.pruned)[0]
-    looped_out = (env.stop_reason == fx.stop_reasons.index("all_resolved")) | (
-        env.stop_reason == fx.stop_reasons.index("max_outer")
-    )
-    use = looped_out & (env.answer == NO_ANSWER)
-    return replace(env, answer=jnp.where(use, fallback, env.answer))
 
 
 def _trace_fields(cs):

@@ -184,17 +184,19 @@ def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model
     import jax.numpy as jnp
 
     from autotts_jax.engine import env as E
-    from autotts_jax.engine.protocol import Effects
+    from autotts_jax.engine.protocol import _run_effects
     from autotts_jax.engine.simulate import stack_params
 
     data = jax.device_put(data)
     params = {k: jnp.asarray(v[0]) for k, v in stack_params(controller, [config]).items()}
-    fx = Effects(data, cost_model, controller.all_stop_reasons)
     env0 = E.reset(data, jnp.int32(0), jnp.arange(slots, dtype=jnp.int32), pool_size)
+    reasons = controller.all_stop_reasons
 
     def one(env, p):
-        env1, cs = controller.init(env, p, fx)
-        env2, cs2 = controller.step(env1, cs, p, fx)
+        env1, cs = _run_effects(lambda o, fx: controller.init(o, p, fx), env, data, cost_model,
+                                reasons)
+        _, cs2 = _run_effects(lambda o, fx: controller.step(o, cs, p, fx), env1, data,
+                              cost_model, reasons)
         return cs, cs2
 
     cs, cs2 = jax.eval_shape(one, env0, params)
