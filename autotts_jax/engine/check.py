@@ -329,7 +329,8 @@ def non_interference(controller: Controller, data: ReplayData, configs, seeds,
     """Replay ``eps``'s episodes on a counterfactual of ``data`` (see
     :mod:`autotts_jax.engine.noninterference`); ``None`` when every decision is the same,
     else what differed.  ``eps`` must come from ``simulate(..., ledger=True, **kw)``."""
-    seen = NI.revealed(eps, seeds, np.asarray(data.n_branches), data.probe_answer.shape[1])
+    seen = NI.revealed(eps.slot_depth, eps.slot_end, eps.branches, seeds,
+                       np.asarray(data.n_branches), data.probe_answer.shape[1])
     cf, relabel = NI.counterfactual(data, seen, seed, int(kw.get("pool_size", 128)))
     cf_np = jax.tree.map(np.asarray, cf)
     other = None
@@ -347,4 +348,4 @@ def non_interference(controller: Controller, data: ReplayData, configs, seeds,
         raise
     except Exception as exc:
         return f"the replay on a counterfactual store failed: {_first_line(exc)}"
-    return NI.compare(eps, other, relabel)
+    return NI.compare(NI.episode_arrays(eps), NI.episode_arrays(other), relabel)

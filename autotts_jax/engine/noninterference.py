@@ -32,6 +32,7 @@ original data from the first replay could otherwise answer from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,20 +53,20 @@ class Revealed:
     explored: np.ndarray  # (Q, B) bool some episode explored it to its end (all seen)
 
 
-def revealed(eps: Episodes, seeds, n_branches: np.ndarray, n_b: int) -> Revealed:
-    """Fold a ledger replay (``simulate(..., ledger=True)``) into a :class:`Revealed`."""
-    if eps.slot_depth is None or eps.slot_end is None:
-        raise ValueError("revealed() needs a replay made with ledger=True")
-    n_conf, n_seed, n_q, n_slots = eps.slot_depth.shape
+def revealed(slot_depth: np.ndarray, slot_end: np.ndarray, branches: np.ndarray, seeds,
+             n_branches: np.ndarray, n_b: int) -> Revealed:
+    """Fold a ledger replay (``simulate(..., ledger=True)``: ``slot_depth``/``slot_end``
+    ``[C, N, Q, S]``, ``branches`` ``[C, N, Q]``) into a :class:`Revealed`."""
+    n_conf, n_seed, n_q, n_slots = slot_depth.shape
     perms = permutation_table(list(seeds), np.asarray(n_branches), n_slots)  # [N, Q, S]
     branch = np.broadcast_to(perms[None], (n_conf, n_seed, n_q, n_slots))
     question = np.broadcast_to(np.arange(n_q)[None, None, :, None], branch.shape)
-    opened = np.arange(n_slots)[None, None, None, :] < eps.branches[..., None]
+    opened = np.arange(n_slots)[None, None, None, :] < np.asarray(branches)[..., None]
     real = opened & (branch >= 0)
     q, b = question[real], branch[real]
     depth = np.zeros((n_q, n_b), np.int32)
-    np.maximum.at(depth, (q, b), eps.slot_depth[real].astype(np.int32))
-    end = eps.slot_end[real].astype(np.int32)
+    np.maximum.at(depth, (q, b), np.asarray(slot_depth)[real].astype(np.int32))
+    end = np.asarray(slot_end)[real].astype(np.int32)
     read = np.zeros((n_q, n_b), bool)
     explored = np.zeros((n_q, n_b), bool)
     np.logical_or.at(read, (q, b), (end & READ) > 0)
@@ -140,24 +141,32 @@ def counterfactual(data: ReplayData, seen: Revealed, seed: int, pool_size: int
     return out, relabel
 
 
-def compare(first: Episodes, second: Episodes, relabel: np.ndarray) -> str | None:
+def episode_arrays(eps: Episodes) -> dict[str, np.ndarray]:
+    """The fields :func:`compare` reads, from :class:`Episodes`."""
+    names = ("answer", *FIELDS, "slot_depth", "slot_end")
+    return {f: np.asarray(getattr(eps, f)) for f in names if getattr(eps, f) is not None}
+
+
+def compare(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray],
+            relabel: np.ndarray) -> str | None:
     """``None`` if the replay on the counterfactual store made the same decisions as the
     first (answers mapped back through ``relabel``), else one line naming the first episode
-    and what differed."""
-    n_q = first.answer.shape[2]
+    and what differed.  Both are ``{field: [C, N, Q(, S)]}`` of one store."""
+    n_q = first["answer"].shape[2]
     back = np.full((n_q, relabel.shape[1] + 1), -1, np.int64)  # new id -> old id; -1 -> -1
     for q in range(n_q):
         back[q, relabel[q]] = np.arange(relabel.shape[1])
-    q_idx = np.broadcast_to(np.arange(n_q)[None, None, :], second.answer.shape)
-    mapped = back[q_idx, second.answer]  # index -1 is the appended -1 column
-    diffs = {"answer": first.answer != mapped}
+    q_idx = np.broadcast_to(np.arange(n_q)[None, None, :], second["answer"].shape)
+    mapped = back[q_idx, second["answer"]]  # index -1 is the appended -1 column
+    diffs = {"answer": first["answer"] != mapped}
     for name in FIELDS:
-        diffs[name] = np.asarray(getattr(first, name)) != np.asarray(getattr(second, name))
+        diffs[name] = np.asarray(first[name]) != np.asarray(second[name])
     for name in ("slot_depth", "slot_end"):
-        a, b = getattr(first, name), getattr(second, name)
-        if a is not None and b is not None:
-            diffs[name] = np.any(a != b, axis=-1)
-    bad = np.zeros(first.answer.shape, bool)
+        if name in first and name in second:
+            a, b = np.asarray(first[name]), np.asarray(second[name])
+            width = min(a.shape[-1], b.shape[-1])
+            diffs[name] = np.any(a[..., :width] != b[..., :width], axis=-1)
+    bad = np.zeros(first["answer"].shape, bool)
     for d in diffs.values():
         bad |= d
     if not bad.any():
@@ -166,10 +175,10 @@ def compare(first: Episodes, second: Episodes, relabel: np.ndarray) -> str | Non
     what = [name for name, d in diffs.items() if d[c, s, q]]
     detail = ""
     if "answer" in what:
-        detail = f": answer {int(first.answer[c, s, q])} became {int(mapped[c, s, q])}"
+        detail = f": answer {int(first['answer'][c, s, q])} became {int(mapped[c, s, q])}"
     elif "tokens" in what:
-        detail = (f": tokens {int(first.tokens[c, s, q])} became "
-                  f"{int(second.tokens[c, s, q])}")
+        detail = (f": tokens {int(first['tokens'][c, s, q])} became "
+                  f"{int(second['tokens'][c, s, q])}")
     return (f"{int(bad.sum())} of {bad.size} episodes changed ({', '.join(what)} first, in "
             f"config {c}, seed index {s}, question {q}{detail}) when only information that "
             f"no episode had observed was altered (probe answers beyond the depth reached, "

@@ -69,6 +69,9 @@ class SandboxConfig:
     memory_mb: int = 8192  # RLIMIT_AS of the sandbox process
     conformance: bool = True  # run engine.check.check_controller in the sandbox
     determinism: bool = True  # run the first store twice and compare
+    # replay in a second sandbox on counterfactual stores (engine.noninterference): a
+    # candidate whose decisions change there read what its episodes never observed
+    non_interference: bool = True
 
 
 @dataclass

@@ -7,13 +7,16 @@
 * the episode that burnt the most tokens at the largest beta, traced round by round;
 * the questions where it wastes the most tokens relative to SC@64's accuracy.
 
-:func:`pick_episodes` chooses the episodes to trace (run where the candidate's code may run:
-the sandbox child, or in process for the trusted evolve family); :func:`render` writes the
-text from the episode arrays and the traced rows.
+:func:`pick_episodes` chooses the episodes to trace (on the trusted side: it needs
+correctness); :func:`trace_many` traces them where the candidate's code may run (a sandbox
+child on stripped stores, or in process for the trusted evolve family) and
+:func:`rescore_traces` judges the sandbox's traced answers; :func:`render` writes the text
+from the episode arrays and the traced rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -148,5 +151,26 @@ def trace_many(controller, data, picks: Sequence[Mapping[str, Any]], configs, se
             tokens=int(eps.tokens[0, 0, q]), seq_tokens=int(eps.seq_tokens[0, 0, q]),
             stop_reason=reasons[int(eps.stop_reason[0, 0, q])], rows=rows,
         )
-        out.append({**p, "seed": seed, "text": trace.to_text(max_rows=max_rows)})
+        out.append({**p, "seed": seed, "text": trace.to_text(max_rows=max_rows),
+                    "episode": dataclasses.asdict(trace)})
+    return out
+
+
+def rescore_traces(traces: Sequence[Mapping[str, Any]], datas, max_rows: int = 24
+                   ) -> list[dict[str, Any]]:
+    """Traces made on stripped stores (no answer key: every episode reads as wrong), with
+    each episode's correctness judged against the real stores ``datas`` and the text
+    rendered again."""
+    from autotts_jax.engine.traces import EpisodeTrace
+    from autotts_jax.store.stripped import score
+
+    out = []
+    for t in traces:
+        ep = dict(t["episode"])
+        data = datas[int(t["store"])]
+        answers = np.full(int(np.asarray(data.is_correct).shape[0]), -1)
+        answers[int(ep["question"])] = int(ep["answer"])
+        ep["correct"] = bool(score(answers, data)[int(ep["question"])])
+        out.append({**t, "episode": ep,
+                    "text": EpisodeTrace(**ep).to_text(max_rows=max_rows)})
     return out

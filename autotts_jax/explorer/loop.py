@@ -155,8 +155,9 @@ def _evaluate_source(ctx: SearchContext, conf: Mapping[str, Any], history: Histo
     outcome = run_candidate(
         source, ctx.split, betas=ctx.betas, seeds=ctx.seeds, sc64=ctx.sc64_correct,
         limits=limits_of(conf), conformance=bool(sb["conformance"]),
-        determinism=bool(sb["determinism"]), n_traces=int(conf["prompt"]["traces"]),
-        trace_rows=int(conf["prompt"]["trace_rows"]), max_branch=ctx.max_branch,
+        determinism=bool(sb["determinism"]), non_interference=bool(sb["non_interference"]),
+        n_traces=int(conf["prompt"]["traces"]), trace_rows=int(conf["prompt"]["trace_rows"]),
+        max_branch=ctx.max_branch, datas=ctx.datas, seed=int(conf.get("seed", 0)) + 1000 * r + c,
         **ctx.sim_kw(),
     )
     seconds["sandbox"] = time.perf_counter() - t0

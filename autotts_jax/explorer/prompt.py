@@ -24,19 +24,28 @@ An episode = one question under one shuffle order; its cost is the tokens it mad
 generate.
 
 Cost of the effects (the upstream accounting, reproduced exactly):
-* fx.full_read(env, n): open the next n slots and read them to the end at once: costs each
+* fx.full_read(obs, n): open the next n slots and read them to the end at once: costs each
   branch's total tokens bt; its final answer enters the completed-answer pool.
-* fx.probe_new(env, n): open the next n slots by one interval each: {freq} tokens each.
-* fx.advance(env, calls, order): advance opened live branches by calls[s] intervals each
+* fx.probe_new(obs, n): open the next n slots by one interval each: {freq} tokens each.
+* fx.advance(obs, calls, order): advance opened live branches by calls[s] intervals each
   ({freq} tokens per interval); the call that finds a branch's end charges the remainder
   max(0, bt - {freq} * L) and puts its final answer into the pool (in ``order``).  Driving a
   branch to its end by probing costs max({freq} * L, bt) >= bt.
-* fx.probe_more(env, mask): one more interval on masked slots.  Probing a finished branch again
+* fx.probe_more(obs, mask): one more interval on masked slots.  Probing a finished branch again
   re-charges its remainder (upstream quirk): a candidate that pays that is rejected.
-* fx.prune(env, mask): give branches up (they keep what they cost).
-* fx.stop(env, answer, reason, when): end the episode with ``answer`` where ``when`` holds.
+* fx.prune(obs, mask): give branches up (they keep what they cost).
+* fx.stop(obs, answer, reason, when): end the episode with ``answer`` where ``when`` holds.
 A controller may open at most {max_branch} branches (the 64-branch ceiling, as upstream);
-branches beyond that are not there.
+branches beyond that are not there.  Every effect returns the next ``obs``: always pass the
+newest one on; an effect is applied whenever it is called (make it conditional with n=0, an
+all-false mask or ``when``), and a round returns the ``obs`` of its last effect.
+
+What a controller may use: only ``obs`` -- what a live controller could have paid for.  Every
+candidate is replayed a second time, in a separate process, on a counterfactual store that
+differs only in what none of its episodes observed (probe answers beyond the depth reached,
+lengths and final answers of branches not read to the end, unopened branches, the answer ids'
+labels, the gold answer); it is rejected if any decision changes.  The stores it runs on hold
+no gold answers at all: it is scored outside, from the answer ids it returns.
 """
 
 _OBJECTIVE = """\
@@ -58,14 +67,17 @@ does not define CONTROLLER or has knobs other than beta; max_slots above {max_br
 loop that never ends; a run over {wall_s:g}s of wall time (compilation included) or
 {memory_mb} MiB of memory; an episode that never calls fx.stop (round cap); answers that are
 not an answer of a branch it opened; tokens outside [what its branches cost at least, their
-cost driven to the end]; non-deterministic results; mean tokens falling as beta rises.
+cost driven to the end]; non-deterministic results; decisions that change on the
+counterfactual store; mean tokens falling as beta rises.
 """
 
 _RULES = """\
 Rules for the code (checked before it runs):
 * imports only from: {imports};
 * no file, process or network access, no open/exec/eval/compile/__import__/getattr/globals,
-  no dunder names or attributes and no attribute starting with "_", no "global";
+  no dunder names or attributes and no attribute starting with "_", no "global" (the two
+  exceptions the examples use are allowed: ``from __future__ import annotations`` and reading
+  ``__doc__`` / ``__name__``);
 * pure JAX inside init/step/finish: no Python control flow on traced values (use jnp.where and
   masks), fixed shapes and dtypes in cstate, no randomness except from keys you keep in cstate;
 * make_params(config) runs on the host with plain Python numbers: return a dict of scalars
@@ -100,8 +112,9 @@ def protocol_text() -> str:
     parts = ["## The controller protocol (autotts_jax.engine.protocol)", "",
              (P.__doc__ or "").strip(), "", "```python", inspect.getsource(P.Controller), "```",
              "", "Effects (``fx``):", "", "```python", inspect.getsource(P.Effects), "```", "",
-             "The episode state ``env`` (read it freely; change it only through ``fx``):", "",
-             "```python", inspect.getsource(E.EnvState), "```", "",
+             "What the controller sees, ``obs`` (everything else about the episode stays "
+             "behind ``fx``):", "",
+             "```python", inspect.getsource(E.Observation), "```", "",
              f"``NO_ANSWER = {E.NO_ANSWER}`` (from autotts_jax.engine.env).  Helpers in "
              "autotts_jax.engine.votes:", ""]
     for fn in (V.pool_stats, V.confidence, V.vote, V.pool_majority):

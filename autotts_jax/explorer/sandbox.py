@@ -1,9 +1,14 @@
 """Running candidate code in a separate, limited process (the parent side).
 
-:func:`run_candidate` copies the search split's stores into a fresh private directory, writes
-the candidate and a request there, and starts ``python -m autotts_jax.explorer.worker DIR`` in
+:func:`run_candidate` writes *stripped* copies of the search split's stores (replay arrays
+without the answer key, :mod:`autotts_jax.store.stripped`) into a fresh private directory,
+with the candidate and a request, and starts ``python -m autotts_jax.explorer.worker DIR`` in
 its own session (process group) with a scrubbed environment (no API keys; ``HOME`` and
-``TMPDIR`` pointing into the private directory).  Limits:
+``TMPDIR`` pointing into the private directory).  The sandbox returns answer ids; they are
+scored here.  A second run replays the candidate on counterfactual stores (non-interference,
+:mod:`autotts_jax.engine.noninterference`); a third traces the episodes picked here.
+:func:`replay_untrusted` is the plain replay (held-out evaluation, ``evaluate
+controller=module``).  Limits:
 
 * ``wall_s`` -- wall clock for the whole run, JIT compilation included;
 * ``load_s`` -- for running the module and making params for every beta (catches an endless
@@ -27,14 +32,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotts_jax.engine import noninterference as NI
+from autotts_jax.explorer.digest import pick_episodes, rescore_traces
 from autotts_jax.explorer.metrics import FIELDS
 from autotts_jax.explorer.split import SearchSplit
+from autotts_jax.store.stripped import save_stripped, score
 
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
              "SYSTEMROOT")
@@ -105,6 +113,81 @@ _PHASE_HINT = {
 }
 
 
+def _in_sandbox(source: str, datas: Sequence[Any], request: dict[str, Any], limits: Limits,
+                keep_dir: Path | None = None) -> tuple[Outcome, dict[str, np.ndarray] | None]:
+    """One sandbox run: a fresh private directory with stripped copies of ``datas``
+    (``store_<i>.npz``: no answer key), the candidate and ``request``; the outcome and the
+    episode arrays it wrote (``[stores, configs, seeds, questions(, slots)]``), if any."""
+    home = Path(tempfile.mkdtemp(prefix="autotts-sandbox-")).resolve()
+    try:
+        names = [save_stripped(d, home / f"store_{i}.npz").name for i, d in enumerate(datas)]
+        (home / "candidate.py").write_text(source, encoding="utf-8")
+        request = {**request, "stores": names, "memory_mb": int(limits.memory_mb),
+                   "cpu_s": int(limits.cpu_s)}
+        (home / "request.json").write_text(json.dumps(request))
+        outcome = _supervise(home, limits)
+        arrays = None
+        if outcome.ok and (home / "episodes.npz").is_file():
+            with np.load(home / "episodes.npz", allow_pickle=False) as z:
+                arrays = {f: np.asarray(z[f]) for f in z.files}
+        return outcome, arrays
+    finally:
+        if keep_dir is not None:
+            shutil.copytree(home, keep_dir, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.h5", "*.npz"))
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _score(arrays: dict[str, np.ndarray], datas: Sequence[Any]) -> dict[str, np.ndarray]:
+    """``arrays`` with ``correct`` judged here, against the real stores."""
+    correct = np.stack([score(arrays["answer"][i], d) for i, d in enumerate(datas)])
+    return {**arrays, "correct": correct}
+
+
+def replay_untrusted(source: str, datas: Sequence[Any], configs: Sequence[dict] | None = None,
+                     *, betas: Sequence[float] | None = None, seeds: Sequence[int],
+                     cost_model: str = "reference", max_rounds: int = 1024,
+                     pool_size: int = 128, max_branch: int = 64, limits: Limits = Limits(),
+                     ledger: bool = False) -> Outcome:
+    """Replay controller ``source`` on ``datas`` in the sandbox (stripped stores) and score
+    its answers here.  ``betas`` for a beta-only controller, else ``configs``."""
+    request = {"mode": "replay", "seeds": [int(s) for s in seeds], "cost_model": cost_model,
+               "max_rounds": int(max_rounds), "pool_size": int(pool_size),
+               "max_branch": int(max_branch), "ledger": bool(ledger),
+               "betas": None if betas is None else [float(b) for b in betas],
+               "configs": None if configs is None else [dict(c) for c in configs]}
+    outcome, arrays = _in_sandbox(source, datas, request, limits)
+    if outcome.ok and arrays is not None:
+        outcome.arrays = _score(arrays, datas)
+    return outcome
+
+
+def _non_interference(source: str, datas: Sequence[Any], arrays: dict[str, np.ndarray],
+                      request: dict[str, Any], limits: Limits, seed: int) -> str | None:
+    """Replay the candidate in a second sandbox on counterfactual stores (see
+    :mod:`autotts_jax.engine.noninterference`); ``None`` when nothing changed."""
+    seeds = request["seeds"]
+    cfs, relabels = [], []
+    for i, data in enumerate(datas):
+        seen = NI.revealed(arrays["slot_depth"][i], arrays["slot_end"][i], arrays["branches"][i],
+                           seeds, np.asarray(data.n_branches), data.probe_answer.shape[1])
+        cf, relabel = NI.counterfactual(data, seen, seed + i, int(request["pool_size"]))
+        cfs.append(cf)
+        relabels.append(relabel)
+    outcome, again = _in_sandbox(source, cfs, {**request, "mode": "replay", "ledger": True},
+                                 limits)
+    if not outcome.ok or again is None:
+        return (f"the replay on counterfactual stores failed where the first succeeded "
+                f"({outcome.stage}): {outcome.reason[:300]}")
+    for i in range(len(datas)):
+        first = {k: v[i] for k, v in arrays.items()}
+        second = {k: v[i] for k, v in again.items()}
+        problem = NI.compare(first, second, relabels[i])
+        if problem is not None:
+            return f"store {i}: {problem}"
+    return None
+
+
 def run_candidate(
     source: str,
     split: SearchSplit,
@@ -119,34 +202,52 @@ def run_candidate(
     limits: Limits = Limits(),
     conformance: bool = True,
     determinism: bool = True,
+    non_interference: bool = True,
     n_traces: int = 2,
     trace_rows: int = 24,
     keep_dir: Path | None = None,
+    datas: Sequence[Any] | None = None,
+    seed: int = 0,
 ) -> Outcome:
-    """Validate and evaluate ``source`` in the sandbox; see the module docstring."""
-    home = Path(tempfile.mkdtemp(prefix="autotts-sandbox-")).resolve()
-    try:
-        stores = split.private_copy(home)
-        (home / "candidate.py").write_text(source, encoding="utf-8")
-        if sc64 is not None:
-            np.save(home / "sc64.npy", np.asarray(sc64))
-        request = {
-            "stores": [p.name for p in stores], "betas": [float(b) for b in betas],
-            "seeds": [int(s) for s in seeds], "cost_model": cost_model,
-            "max_rounds": int(max_rounds), "pool_size": int(pool_size),
-            "max_branch": int(max_branch), "sc64": "sc64.npy" if sc64 is not None else None,
-            "memory_mb": int(limits.memory_mb), "cpu_s": int(limits.cpu_s),
-            "conformance": bool(conformance), "determinism": bool(determinism),
-            "n_traces": int(n_traces), "trace_rows": int(trace_rows),
-            "forbidden": [str(split.root)],
-        }
-        (home / "request.json").write_text(json.dumps(request))
-        return _supervise(home, limits)
-    finally:
-        if keep_dir is not None:
-            shutil.copytree(home, keep_dir, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.h5"))
-        shutil.rmtree(home, ignore_errors=True)
+    """Validate and evaluate ``source`` in the sandbox; see the module docstring.
+
+    Up to three sandbox runs, each in a fresh process and directory: the evaluation (with
+    conformance and determinism checks), the non-interference replay on counterfactual
+    stores, and the execution traces of the episodes picked here (which needs correctness,
+    so it cannot be picked in the sandbox).  ``datas`` are the split's loaded stores (loaded
+    here when not given); ``seed`` seeds the counterfactual stores.
+    """
+    if datas is None:
+        datas = [split.load(m).data for m in split.models]
+    request = {
+        "mode": "evaluate", "betas": [float(b) for b in betas],
+        "seeds": [int(s) for s in seeds], "cost_model": cost_model,
+        "max_rounds": int(max_rounds), "pool_size": int(pool_size),
+        "max_branch": int(max_branch), "conformance": bool(conformance),
+        "determinism": bool(determinism), "forbidden": [str(split.root)],
+    }
+    outcome, arrays = _in_sandbox(source, datas, request, limits, keep_dir)
+    if not outcome.ok:
+        return outcome
+    arrays = _score(arrays, datas)
+    if non_interference:
+        t0 = time.monotonic()
+        problem = _non_interference(source, datas, arrays, request, limits, seed)
+        outcome.timing["non_interference"] = time.monotonic() - t0
+        if problem is not None:
+            return replace(outcome, ok=False, stage="non_interference",
+                           reason=f"non-interference: {problem}")
+    traces: list[dict[str, Any]] = []
+    if n_traces > 0 and sc64 is not None:
+        t0 = time.monotonic()
+        picks = pick_episodes(arrays, sc64, betas, n_traces)
+        traced, _ = _in_sandbox(source, datas, {**request, "mode": "trace", "picks": picks,
+                                                "trace_rows": int(trace_rows)}, limits)
+        if traced.ok:
+            traces = rescore_traces(traced.traces, datas, int(trace_rows))
+        outcome.timing["traces"] = time.monotonic() - t0
+    fields = {f: arrays[f] for f in FIELDS}
+    return replace(outcome, arrays=fields, traces=traces)
 
 
 def _supervise(home: Path, limits: Limits) -> Outcome:
@@ -214,8 +315,6 @@ def _supervise(home: Path, limits: Limits) -> Outcome:
             if tb and tb not in text:
                 text += "\n" + tb
         return Outcome(False, stage, text, **common)
-    with np.load(home / "episodes.npz") as z:
-        arrays = {f: np.asarray(z[f]) for f in FIELDS}
-    return Outcome(True, "ok", "", arrays=arrays, stop_reasons=tuple(res["stop_reasons"]),
+    return Outcome(True, "ok", "", stop_reasons=tuple(res.get("stop_reasons") or ()),
                    needs=list(res["needs"]), traces=list(res.get("traces") or []),
                    name=str(res.get("name") or ""), **common)

@@ -13,11 +13,15 @@ held-out store, any ``.h5`` file outside ``DIR``, writing outside ``DIR``, start
 sockets, ``ctypes``, and deleting or renaming files outside ``DIR``.  A refusal fails the
 candidate even if its code swallowed the exception.
 
+The stores here are *stripped* (:mod:`autotts_jax.store.stripped`): replay arrays without
+the answer key.  Results are answer ids; the parent scores them.
+
 Phases: ``start`` (imports, stores), ``load`` (run the module, check the beta-only interface,
 make params for every beta), ``trace`` (trace ``init`` and ``step`` once, without compiling),
-``conformance`` (``autotts_jax.engine.check.check_controller`` when available), ``eval`` (the
-beta sweep, one ``simulate`` call per store), ``determinism`` (the first store again, compared
-episode by episode), ``traces`` (execution traces of the episodes the digest asks for).
+``conformance`` (``autotts_jax.engine.check.check_controller``), ``eval`` (one ``simulate``
+call per store, with the per-slot ledger), ``determinism`` (the first store again, compared
+episode by episode), ``traces`` (execution traces of the episodes the parent picked); see
+:func:`main` for which run in which mode.
 """
 
 from __future__ import annotations
@@ -210,10 +214,58 @@ def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model
                             f"{b.dtype}{list(b.shape)}; keep shapes and dtypes fixed")
 
 
+def _check_configs(controller, configs, max_branch: int):
+    """Generic interface check (``mode=replay`` with explicit configs, e.g. ``evaluate``)."""
+    from autotts_jax.engine.protocol import Controller
+
+    if not isinstance(controller, Controller):
+        raise TypeError(f"CONTROLLER must be a Controller, got {type(controller).__name__}")
+    full, needs = [], []
+    for c in configs:
+        config = controller.config(c)
+        controller.make_params(config)
+        need = controller.max_slots(config)
+        if isinstance(need, bool) or not isinstance(need, int) or not 1 <= need <= max_branch:
+            raise ValueError(f"max_slots({c}) must be an int in [1, {max_branch}], got {need!r}")
+        full.append(config)
+        needs.append(int(need))
+    return full, needs
+
+
+def _save_episodes(path: Path, per_store) -> None:
+    """Episode arrays ``[stores, configs, seeds, questions(, slots)]``, written atomically.
+    No ``correct``: the stores here hold no answer key; the parent scores the answers."""
+    import numpy as np
+
+    from autotts_jax.explorer.metrics import FIELDS
+
+    names = [f for f in FIELDS if f != "correct"]
+    arrays = {f: np.stack([np.asarray(getattr(e, f)) for e in per_store]) for f in names}
+    if per_store[0].slot_depth is not None:
+        width = max(e.slot_depth.shape[-1] for e in per_store)
+        for f in ("slot_depth", "slot_end"):
+            parts = [np.asarray(getattr(e, f)) for e in per_store]
+            arrays[f] = np.stack([np.pad(a, [(0, 0)] * 3 + [(0, width - a.shape[-1])])
+                                  for a in parts])
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
+    """Modes (``request.json``'s ``mode``):
+
+    * ``evaluate`` (default): load, interface check, trace, conformance, the beta sweep with
+      the per-slot ledger, determinism; writes ``episodes.npz``;
+    * ``replay``: load, interface check, one ``simulate`` per store (configs or betas given),
+      with the ledger when asked; writes ``episodes.npz`` (the non-interference replay on
+      counterfactual stores, held-out evaluation, ``evaluate controller=module``);
+    * ``trace``: execution traces of the picked episodes (``result.json``'s ``traces``).
+    """
     req = json.loads((home / "request.json").read_text())
     _limits(int(req.get("memory_mb", 0)), int(req.get("cpu_s", 0)))
     sys.dont_write_bytecode = True
+    mode = str(req.get("mode", "evaluate"))
     phase = "start"
     _phase(home, phase)
     timing: dict[str, float] = {}
@@ -223,17 +275,14 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
     try:
         t0 = time.perf_counter()
         import jax
-        import numpy as np
 
         import autotts_jax.engine  # noqa: F401  (float64)
         from autotts_jax.engine.simulate import simulate
         from autotts_jax.explorer import digest
-        from autotts_jax.explorer.metrics import FIELDS
-        from autotts_jax.store import bucket, load
+        from autotts_jax.store import bucket
+        from autotts_jax.store.stripped import load_stripped
 
-        datas = [jax.device_put(load(home / s)) for s in req["stores"]]
-        sc64 = np.load(home / req["sc64"]) if req.get("sc64") else None
-        betas = [float(b) for b in req["betas"]]
+        datas = [jax.device_put(load_stripped(home / s)) for s in req["stores"]]
         seeds = [int(s) for s in req["seeds"]]
         sim_kw = dict(cost_model=req["cost_model"], max_rounds=int(req["max_rounds"]),
                       pool_size=int(req["pool_size"]))
@@ -256,78 +305,87 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
         if "CONTROLLER" not in namespace:
             raise NameError("the module does not define CONTROLLER")
         controller = namespace["CONTROLLER"]
-        configs, needs = _check_interface(controller, betas, int(req["max_branch"]))
+        if req.get("betas") is not None:
+            betas = [float(b) for b in req["betas"]]
+            configs, needs = _check_interface(controller, betas, int(req["max_branch"]))
+        else:
+            configs, needs = _check_configs(controller, req["configs"], int(req["max_branch"]))
         timing["load"] = time.perf_counter() - t0
         if box.denied:  # refused at import time, and the module swallowed the error
             raise SandboxDenied("; ".join(box.denied[:5]))
 
-        phase = "trace"
-        _phase(home, phase)
-        t0 = time.perf_counter()
-        n_b = int(datas[0].probe_answer.shape[1])
-        slots = min(bucket(max(needs), 8), n_b)
-        for c in (configs[0], configs[-1]):
-            _trace_once(controller, datas[0], c, slots, sim_kw["pool_size"], sim_kw["cost_model"])
-        timing["trace"] = time.perf_counter() - t0
-
-        if req.get("conformance", True):
-            phase = "conformance"
-            _phase(home, phase)
-            t0 = time.perf_counter()
-            try:
-                from autotts_jax.engine.check import check_controller
-            except ImportError:
-                check_controller = None
-            if check_controller is not None:
-                picks = [configs[0], configs[len(configs) // 2], configs[-1]]
-                check_controller(controller, configs=[{"beta": c["beta"]} for c in picks])
-            timing["conformance"] = time.perf_counter() - t0
-
-        phase = "eval"
-        _phase(home, phase)
-        n_ep = len(configs) * len(seeds) * int(datas[0].probe_answer.shape[0])
+        n_q = int(datas[0].probe_answer.shape[0])
+        n_ep = len(configs) * len(seeds) * n_q
         chunk = digest.chunk_size(n_ep, int(req.get("chunk_size", 4096)))
-        per_store = []
-        timing["eval_per_store"] = []
-        t_eval = time.perf_counter()
-        for data in datas:
-            t0 = time.perf_counter()
-            eps = simulate(controller, data, configs, seeds, chunk_size=chunk, **sim_kw)
-            per_store.append(eps)
-            timing["eval_per_store"].append(time.perf_counter() - t0)
-        timing["eval"] = time.perf_counter() - t_eval
-        arrays = {f: np.stack([np.asarray(getattr(e, f)) for e in per_store]) for f in FIELDS}
-
-        if req.get("determinism", True):
-            phase = "determinism"
-            _phase(home, phase)
-            t0 = time.perf_counter()
-            again = simulate(controller, datas[0], configs, seeds, chunk_size=chunk, **sim_kw)
-            for f in FIELDS:
-                if not np.array_equal(np.asarray(getattr(again, f)), arrays[f][0]):
-                    raise RuntimeError(f"not deterministic: two identical runs on the first "
-                                       f"store differ in {f!r}")
-            timing["determinism"] = time.perf_counter() - t0
-
-        traces = []
-        n_traces = int(req.get("n_traces", 0))
-        if n_traces > 0 and sc64 is not None:
+        result_extra: dict = {}
+        if mode == "trace":
             phase = "traces"
             _phase(home, phase)
             t0 = time.perf_counter()
-            picks = digest.pick_episodes(arrays, sc64, betas, n_traces)
-            for p in picks:
+            traces = []
+            for p in req["picks"]:
                 traces += digest.trace_many(
                     controller, datas[p["store"]], [p], configs, seeds,
                     max_rows=int(req.get("trace_rows", 24)), **sim_kw)
+            result_extra["traces"] = traces
             timing["traces"] = time.perf_counter() - t0
+        else:
+            if mode == "evaluate":
+                phase = "trace"
+                _phase(home, phase)
+                t0 = time.perf_counter()
+                n_b = int(datas[0].probe_answer.shape[1])
+                slots = min(bucket(max(needs), 8), n_b)
+                for c in (configs[0], configs[-1]):
+                    _trace_once(controller, datas[0], c, slots, sim_kw["pool_size"],
+                                sim_kw["cost_model"])
+                timing["trace"] = time.perf_counter() - t0
+            if mode == "evaluate" and req.get("conformance", True):
+                phase = "conformance"
+                _phase(home, phase)
+                t0 = time.perf_counter()
+                from autotts_jax.engine.check import check_controller
+
+                picks = [configs[0], configs[len(configs) // 2], configs[-1]]
+                # No nested process here: the parent runs the adversarial non-interference
+                # replay in a second sandbox; this one catches honest mistakes early.
+                check_controller(controller, configs=[{"beta": c["beta"]} for c in picks],
+                                 isolate=False)
+                timing["conformance"] = time.perf_counter() - t0
+
+            phase = "eval"
+            _phase(home, phase)
+            ledger = bool(req.get("ledger", mode == "evaluate"))
+            per_store = []
+            timing["eval_per_store"] = []
+            t_eval = time.perf_counter()
+            for data in datas:
+                t0 = time.perf_counter()
+                per_store.append(simulate(controller, data, configs, seeds, chunk_size=chunk,
+                                          ledger=ledger, **sim_kw))
+                timing["eval_per_store"].append(time.perf_counter() - t0)
+            timing["eval"] = time.perf_counter() - t_eval
+
+            if mode == "evaluate" and req.get("determinism", True):
+                phase = "determinism"
+                _phase(home, phase)
+                t0 = time.perf_counter()
+                again = simulate(controller, datas[0], configs, seeds, chunk_size=chunk,
+                                 ledger=ledger, **sim_kw)
+                for f in ("answer", "tokens", "seq_tokens", "branches", "rounds",
+                          "stop_reason", "slot_depth", "slot_end"):
+                    a, b = getattr(again, f), getattr(per_store[0], f)
+                    if a is not None and not (a.shape == b.shape and (a == b).all()):
+                        raise RuntimeError(f"not deterministic: two identical runs on the "
+                                           f"first store differ in {f!r}")
+                timing["determinism"] = time.perf_counter() - t0
+            box.active = False
+            _save_episodes(home / "episodes.npz", per_store)
+            result_extra["stop_reasons"] = list(per_store[0].stop_reasons)
 
         box.active = False
-        np.savez_compressed(home / "episodes.npz", **arrays)
-        result = {
-            "ok": True, "stop_reasons": list(per_store[0].stop_reasons), "needs": needs,
-            "name": controller.name, "traces": traces, "chunk_size": chunk,
-        }
+        result = {"ok": True, "needs": needs, "name": controller.name, "chunk_size": chunk,
+                  **result_extra}
     except BaseException as exc:  # noqa: BLE001 -- every failure is the candidate's verdict
         box.active = False
         stage = "memory" if _is_memory_error(exc) else phase
