@@ -20,16 +20,20 @@ BUILTIN: tuple[Controller, ...] = (
 _FROM_FILES: dict[str, Controller] = {}
 
 
-def get_controller(name: str) -> Controller:
+def get_controller(name: str, *, trusted: bool = False):
     """A controller by canonical name or alias (case-sensitive aliases, lower-case names), or
-    the ``CONTROLLER`` of a module file when ``name`` ends in ``.py`` (a controller exported by
-    ``autotts-jax discover``, or any hand-written one; it must pass the explorer's static
-    checks because it runs in this process)."""
+    a module file when ``name`` ends in ``.py`` (a controller exported by ``autotts-jax
+    discover``, or any hand-written one).  A module file is untrusted unless ``trusted``:
+    it is then an :class:`~autotts_jax.explorer.loader.UntrustedModule`, never imported
+    here, replayed in the sandbox.  A trusted one is imported (after the static checks) and
+    its ``CONTROLLER`` returned."""
     if name.endswith(".py"):
         from pathlib import Path
 
-        from autotts_jax.explorer.loader import load_controller_module
+        from autotts_jax.explorer.loader import UntrustedModule, load_controller_module
 
+        if not trusted:
+            return UntrustedModule(name)
         key = str(Path(name).resolve())
         if key not in _FROM_FILES:
             _FROM_FILES[key] = load_controller_module(name)

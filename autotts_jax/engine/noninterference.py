@@ -156,9 +156,15 @@ def compare(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray],
     back = np.full((n_q, relabel.shape[1] + 1), -1, np.int64)  # new id -> old id; -1 -> -1
     for q in range(n_q):
         back[q, relabel[q]] = np.arange(relabel.shape[1])
+    n_v = relabel.shape[1]
     q_idx = np.broadcast_to(np.arange(n_q)[None, None, :], second["answer"].shape)
-    mapped = back[q_idx, second["answer"]]  # index -1 is the appended -1 column
-    diffs = {"answer": first["answer"] != mapped}
+    # Ids outside the vocabulary are no answer of the question; the invariants reject them
+    # later, here they only need to agree with each other (all become -2).
+    a, b = np.asarray(first["answer"]), np.asarray(second["answer"])
+    a = np.where((a >= -1) & (a < n_v), a, -2)
+    inside = (b >= -1) & (b < n_v)
+    mapped = np.where(inside, back[q_idx, np.where(inside, b, -1)], -2)  # -1 -> the -1 column
+    diffs = {"answer": a != mapped}
     for name in FIELDS:
         diffs[name] = np.asarray(first[name]) != np.asarray(second[name])
     for name in ("slot_depth", "slot_end"):

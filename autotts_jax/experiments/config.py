@@ -46,6 +46,8 @@ class ControllerConfig:
     grid: list[Any] = field(default_factory=list)
     betas: list[float] | None = None
     extra: list[dict[str, Any]] = field(default_factory=list)  # further configs, no beta
+    # a module file (name ending in .py) runs in the sandbox unless trusted: true
+    trusted: bool = False
 
 
 @dataclass

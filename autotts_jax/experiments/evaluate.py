@@ -25,8 +25,12 @@ from typing import Any
 
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments.results import config_key
+from autotts_jax.explorer.loader import UntrustedModule
 
 ExtraConfigs = Callable[[str, str, str], list[dict[str, Any]]]
+
+
+TRUSTED_PREFIX = "trusted:"  # Job.spec of a module file run in-process
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def controller_points(
     from autotts_jax.controllers import get_controller
 
     where = f"controller.{key}"
-    controller = get_controller(str(ccfg["name"]))
+    controller = get_controller(str(ccfg["name"]), trusted=bool(ccfg.get("trusted", False)))
     params = dict(ccfg.get("params") or {})
     grid_param = str(ccfg.get("grid_param") or "beta")
     grid = list(ccfg.get("grid") or [])
@@ -190,7 +194,10 @@ def plan(cfg: Mapping[str, Any], extra: ExtraConfigs | None = None) -> list[Job]
         controller, points = controller_points(key, ccfg, cfg.get("betas"))
         label = str(ccfg.get("label") or controller.name)
         upstream = str(ccfg.get("upstream") or controller.name)
-        specs.append((controller, points, label, upstream, str(ccfg["name"])))
+        spec = str(ccfg["name"])
+        if bool(ccfg.get("trusted", False)) and spec.endswith(".py"):
+            spec = TRUSTED_PREFIX + spec
+        specs.append((controller, points, label, upstream, spec))
     jobs = []
     for model, dataset, path in stores:
         for controller, points, label, upstream, spec in specs:
@@ -245,16 +252,44 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
     """One simulate call over all of ``job``'s configs and seeds -> its result rows."""
     import autotts_jax.engine  # noqa: F401  (float64)
     from autotts_jax.engine import simulate
-    from autotts_jax.experiments.bootstrap import accuracy_ci
     from autotts_jax.store import bucket
 
-    configs, index = _unique_configs(job)
+    configs, _ = _unique_configs(job)
     t0 = time.perf_counter()
+    if isinstance(job.controller, UntrustedModule):
+        return _evaluate_untrusted(job, store, configs, seeds, boot, cost_model)
     eps = simulate(
         job.controller, store.data, configs, seeds, cost_model=cost_model,
         pool_size=bucket(store.meta.n_final_vocab, 128),
     )
-    wall = time.perf_counter() - t0
+    return job_rows(job, eps, seeds, boot, cost_model, time.perf_counter() - t0)
+
+
+def _evaluate_untrusted(job: Job, store, configs, seeds, boot, cost_model):
+    """An untrusted module file: replayed in the sandbox, scored here."""
+    from autotts_jax.engine.simulate import Episodes
+    from autotts_jax.explorer.sandbox import replay_untrusted
+    from autotts_jax.store import bucket
+
+    t0 = time.perf_counter()
+    out = replay_untrusted(job.controller.source, [store.data], configs, seeds=seeds,
+                           cost_model=cost_model,
+                           pool_size=bucket(store.meta.n_final_vocab, 128))
+    if not out.ok:
+        raise AutoTTSError(f"{job.controller.path}: the sandboxed replay failed "
+                           f"({out.stage}): {out.reason[:500]}")
+    eps = Episodes(**{f: v[0] for f, v in out.arrays.items()},
+                   stop_reasons=tuple(out.stop_reasons))
+    return job_rows(job, eps, seeds, boot, cost_model, time.perf_counter() - t0,
+                    method=out.name or job.controller.name)
+
+
+def job_rows(job: Job, eps, seeds: list[int], boot: Mapping[str, Any], cost_model: str,
+             wall: float, method: str | None = None) -> list[dict[str, Any]]:
+    """Result rows of ``job`` from its episodes (one config per unique point, in order)."""
+    from autotts_jax.experiments.bootstrap import accuracy_ci
+
+    _, index = _unique_configs(job)
     _, low, high = accuracy_ci(
         eps.correct, samples=int(boot["samples"]), seed=int(boot["seed"]),
         level=float(boot["level"]),
@@ -265,7 +300,7 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
         s = eps.summary(i)
         rows.append({
             "model": job.model, "dataset": job.dataset,
-            "method": job.controller.name, "upstream": job.upstream,
+            "method": method or job.controller.name, "upstream": job.upstream,
             "label": job.label, "config": p.config, "beta": p.beta,
             "accuracy": 100.0 * s["n_correct"] / s["episodes"],
             "acc_ci_low": float(low[i]), "acc_ci_high": float(high[i]),
@@ -307,7 +342,9 @@ def _worker(bundle: list[tuple], seeds: list[int], boot: Mapping[str, Any],
 
     done = []
     for i, (model, dataset, path, name, label, upstream, points) in bundle:
-        job = Job(model, dataset, path, get_controller(name), label, upstream,
+        trusted = name.startswith(TRUSTED_PREFIX)
+        controller = get_controller(name.removeprefix(TRUSTED_PREFIX), trusted=trusted)
+        job = Job(model, dataset, path, controller, label, upstream,
                   [Point(c, b) for c, b in points])
         done.append((i, evaluate_job(job, _store(path), seeds, boot, cost_model)))
         if _PROGRESS is not None:

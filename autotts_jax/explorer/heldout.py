@@ -17,7 +17,6 @@ to ``DIR/heldout/``:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import time
 from collections.abc import Mapping, Sequence
@@ -146,18 +145,19 @@ def heldout_table(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str, list[dic
 def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log=print
                      ) -> dict[str, Any]:
     """Evaluate ``best_path`` and the baselines on the held-out split; write ``heldout/``."""
+    from autotts_jax.engine.simulate import Episodes
     from autotts_jax.experiments import evaluate as ev
     from autotts_jax.experiments import report as rep
     from autotts_jax.experiments import results
-    from autotts_jax.explorer.loader import load_controller_module
+    from autotts_jax.explorer.loop import limits_of
+    from autotts_jax.explorer.sandbox import replay_untrusted
     from autotts_jax.explorer.split import SearchSplit
+    from autotts_jax.store import bucket, load_store
 
     t0 = time.perf_counter()
     held = conf["heldout"]
     betas = [float(b) for b in held["betas"]]
     out = Path(conf["out"]) / "heldout"
-    controller = dataclasses.replace(load_controller_module(best_path), name=DISCOVERED,
-                                     aliases=())
     models = list(SearchSplit(conf["trajectories"], conf["search"]["models"]).models)
     baselines = {}
     for key, ccfg in (conf.get("controller") or {}).items():
@@ -168,19 +168,35 @@ def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log
     data = {"model": models, "benchmark": list(HELD_OUT_BENCHMARKS),
             "trajectories": conf["trajectories"]}
     label = f"Discovered ({best_id})"
-    points = [ev.Point(controller.config({"beta": b}), b) for b in betas]
+    points = [ev.Point({"beta": b}, b) for b in betas]
     jobs = ev.plan({"controller": baselines, "data": data},
                    extra=rep.paper_configs()) if baselines else []
-    # The discovered controller is not a built-in: it runs in this process (ev.run's worker
-    # processes rebuild controllers by name).
-    mine = [ev.Job(model, dataset, path, controller, label, DISCOVERED, list(points))
-            for model, dataset, path in ev.select_stores(data)]
-    log(f"discover: held-out evaluation: {len(jobs) + len(mine)} (model, benchmark, "
+    stores = ev.select_stores(data)
+    log(f"discover: held-out evaluation: {len(jobs) + len(stores)} (model, benchmark, "
         f"controller) jobs, {conf['evaluation']['seeds']} seeds")
     progress = bool(held.get("progress", False))
     evaluation = dict(conf["evaluation"])
+    seeds, boot = ev._check_evaluation(evaluation)
     rows = ev.run(jobs, evaluation, progress=progress) if jobs else []
-    rows += ev.run(mine, {**evaluation, "workers": 1}, progress=progress)
+    # The discovered controller is candidate code: it runs in the sandbox, on stripped
+    # copies of the held-out stores (given to this step only), and is scored here.
+    loaded = [load_store(path) for _, _, path in stores]
+    t_mine = time.perf_counter()
+    outcome = replay_untrusted(
+        best_path.read_text(encoding="utf-8"), [s.data for s in loaded], betas=betas,
+        seeds=seeds, cost_model=str(evaluation["cost_model"]),
+        pool_size=max(bucket(s.meta.n_final_vocab, 128) for s in loaded),
+        limits=limits_of(conf))
+    if not outcome.ok:
+        raise AutoTTSError(f"discover: the best controller failed on the held-out split "
+                           f"({outcome.stage}): {outcome.reason[:500]}")
+    wall = (time.perf_counter() - t_mine) / max(1, len(stores))
+    for i, (model, dataset, path) in enumerate(stores):
+        eps = Episodes(**{f: outcome.arrays[f][i] for f in outcome.arrays},
+                       stop_reasons=tuple(outcome.stop_reasons))
+        job = ev.Job(model, dataset, path, None, label, DISCOVERED, list(points))
+        rows += ev.job_rows(job, eps, seeds, boot, str(evaluation["cost_model"]), wall,
+                            method=DISCOVERED)
     seconds = time.perf_counter() - t0
     meta = {"discovered": best_id, "best_controller": str(best_path), "wall_time_s":
             round(seconds, 2), "seeds": int(conf["evaluation"]["seeds"]),

@@ -46,3 +46,38 @@ def load_controller_module(path: str | Path, *, check: bool = True):
         raise AutoTTSError(f"{path}: must define CONTROLLER = Controller(...), found "
                            f"{type(controller).__name__}")
     return controller
+
+
+class UntrustedModule:
+    """A controller module file that is never imported in this process.
+
+    Module files are untrusted by default (``controller.module.trusted=false``): code an LLM
+    wrote, or a file from elsewhere.  Such a module runs only in the sandbox
+    (:func:`autotts_jax.explorer.sandbox.replay_untrusted`), on stores without the answer
+    key, and its answers are scored here.  Without running its code nothing is known about
+    its knobs, so an untrusted module takes ``beta`` only (what ``discover`` exports); the
+    sandbox validates the configs.  ``name`` is the file's stem until the sandbox reports the
+    controller's own name.
+    """
+
+    aliases: tuple[str, ...] = ()
+    defaults: dict = {"beta": 0.5}  # noqa: RUF012 -- read-only class attribute
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        if not self.path.is_file():
+            raise AutoTTSError(f"{path}: no such controller module")
+        self.source = self.path.read_text(encoding="utf-8")
+        self.name = self.path.stem
+
+    def config(self, overrides=None) -> dict:
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - {"beta"})
+        if unknown:
+            raise ValueError(f"{self.path.name}: an untrusted module takes beta only, got "
+                             f"{unknown} (controller.module.trusted=true runs it in this "
+                             f"process with its own knobs)")
+        return {**self.defaults, **overrides}
+
+    def make_params(self, config) -> dict:
+        return {}

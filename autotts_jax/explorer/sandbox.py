@@ -116,11 +116,14 @@ _PHASE_HINT = {
 def _in_sandbox(source: str, datas: Sequence[Any], request: dict[str, Any], limits: Limits,
                 keep_dir: Path | None = None) -> tuple[Outcome, dict[str, np.ndarray] | None]:
     """One sandbox run: a fresh private directory with stripped copies of ``datas``
-    (``store_<i>.npz``: no answer key), the candidate and ``request``; the outcome and the
-    episode arrays it wrote (``[stores, configs, seeds, questions(, slots)]``), if any."""
+    (``store_<i>.npz``: no answer key, a decoy drawn afresh), the candidate and ``request``;
+    the outcome and the episode arrays it wrote (``[stores, configs, seeds, questions(,
+    slots)]``), if any."""
     home = Path(tempfile.mkdtemp(prefix="autotts-sandbox-")).resolve()
+    decoy = int.from_bytes(os.urandom(4), "little")
     try:
-        names = [save_stripped(d, home / f"store_{i}.npz").name for i, d in enumerate(datas)]
+        names = [save_stripped(d, home / f"store_{i}.npz", decoy + i).name
+                 for i, d in enumerate(datas)]
         (home / "candidate.py").write_text(source, encoding="utf-8")
         request = {**request, "stores": names, "memory_mb": int(limits.memory_mb),
                    "cpu_s": int(limits.cpu_s)}

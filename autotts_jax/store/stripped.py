@@ -2,10 +2,13 @@
 
 Candidate controllers run in a sandbox process that must never hold what they could cheat
 with.  The one thing a replay does not need is the answer key: which answer is correct.  A
-*stripped* store keeps the padded replay arrays (so compiled shapes are unchanged) with
-``is_correct`` all false, and nothing else -- no answer strings, no question text, no gold
-answer, no provenance.  Episodes come back as answer ids, and :func:`score` marks them correct
-on the trusted side, with the real store.
+*stripped* store keeps the padded replay arrays (so compiled shapes are unchanged) and nothing
+else -- no answer strings, no question text, no gold answer, no provenance -- and its
+``is_correct`` is a *decoy*: one answer id per question drawn at random from its answers,
+redrawn for every sandbox run.  It carries no information about the gold answer, and a
+candidate that reads it anyway makes decisions that change from one run to the next, which
+the non-interference replay reports.  Episodes come back as answer ids, and :func:`score`
+marks them correct on the trusted side, with the real store.
 """
 
 from __future__ import annotations
@@ -22,11 +25,25 @@ _FIELDS = ("probe_answer", "n_probes", "branch_tokens", "final_answer", "n_branc
            "is_correct", "probe_freq")
 
 
-def save_stripped(data: ReplayData, path: str | Path) -> Path:
-    """Write ``data`` without its answer key to ``path`` (``.npz``, atomically)."""
+def decoy_key(data: ReplayData, seed: int) -> np.ndarray:
+    """(Q, V) bool: one answer id per question, drawn from the ids its branches use."""
+    rng = np.random.default_rng(seed)
+    probes = np.asarray(data.probe_answer)
+    finals = np.asarray(data.final_answer)
+    key = np.zeros(np.asarray(data.is_correct).shape, bool)
+    for q in range(key.shape[0]):
+        used = np.union1d(probes[q][probes[q] >= 0], finals[q][finals[q] >= 0])
+        if used.size:
+            key[q, int(rng.choice(used))] = True
+    return key
+
+
+def save_stripped(data: ReplayData, path: str | Path, decoy: int = 0) -> Path:
+    """Write ``data`` to ``path`` (``.npz``, atomically) with a decoy answer key drawn from
+    seed ``decoy`` in place of the real one."""
     path = Path(path)
     arrays = {f: np.asarray(getattr(data, f)) for f in _FIELDS}
-    arrays["is_correct"] = np.zeros_like(arrays["is_correct"], dtype=bool)
+    arrays["is_correct"] = decoy_key(data, decoy)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as fh:
