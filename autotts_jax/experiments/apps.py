@@ -132,6 +132,32 @@ def report(cfg: DictConfig) -> int:
     return 0
 
 
+@_app("compare")
+def compare(cfg: DictConfig) -> int:
+    from autotts_jax.experiments import compare as cmp
+    from autotts_jax.experiments import evaluate as ev
+    from autotts_jax.experiments import results
+    from autotts_jax.utils.atomic import atomic_write_text
+
+    t0 = time.perf_counter()
+    conf = _plain(cfg)
+    if not conf.get("out"):
+        raise AutoTTSError("out: give the output directory (out=DIR)")
+    rows, evaluated = cmp.run(conf, progress=conf["progress"])
+    seconds = time.perf_counter() - t0
+    out = Path(conf["out"])
+    results.write(out, "results", evaluated, ev.run_meta(conf, seconds))
+    head = cmp.preamble(rows, conf)
+    atomic_write_text(out / "compare.csv", cmp.to_csv(rows))
+    atomic_write_text(out / "compare.md", "# Paired comparisons\n\n" + head + "\n"
+                      + cmp.table(rows, markdown=True))
+    print(head)
+    print(cmp.table(rows))
+    print(f"compare: {len(rows)} rows ({len(evaluated)} configs evaluated) in {seconds:.1f}s; "
+          f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {out / 'results.csv'}")
+    return 0
+
+
 @_app("discover")
 def discover(cfg: DictConfig) -> int:
     from autotts_jax.explorer.loop import discover as run_discover
@@ -141,5 +167,6 @@ def discover(cfg: DictConfig) -> int:
 
 
 COMMANDS: dict[str, Callable[[], None]] = {
-    "parity": parity, "evaluate": evaluate, "report": report, "discover": discover,
+    "parity": parity, "evaluate": evaluate, "report": report, "compare": compare,
+    "discover": discover,
 }
