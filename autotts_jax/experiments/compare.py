@@ -152,8 +152,8 @@ def run(conf: Mapping[str, Any], *, progress: bool = True
             k += 1
             keys = [config_key(r["config"]) for r in jr]
             per[_store(j)] = paired.Curve(
-                np.stack([r["episodes"]["correct"] for r in jr]),
-                np.stack([r["episodes"]["tokens"] for r in jr]),
+                np.stack([r["outcomes"]["correct"] for r in jr]),
+                np.stack([r["outcomes"]["tokens"] for r in jr]),
                 keys.index(config_key(s.point.config)))
             if j.controller.name == "sc":
                 anchor_rows.setdefault(_store(j), {}).update(
@@ -183,7 +183,7 @@ def run(conf: Mapping[str, Any], *, progress: bool = True
                 level=float(boot["level"])):
             out.append(_row(r, sides[0], other, pools, boot))
     for r in rows:
-        r.pop("episodes", None)
+        r.pop("outcomes", None)
     return out, rows
 
 

@@ -246,7 +246,7 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
                  cost_model: str, keep_episodes: bool = False) -> list[dict[str, Any]]:
     """One simulate call over all of ``job``'s configs and seeds -> its result rows.
 
-    With ``keep_episodes`` each row also carries ``episodes``: ``{"correct", "tokens"}``
+    With ``keep_episodes`` each row also carries ``outcomes``: ``{"correct", "tokens"}``
     arrays ``[seeds, questions]`` of that config, for paired comparisons (results files do
     not store them)."""
     import autotts_jax.engine  # noqa: F401  (float64)
@@ -283,7 +283,7 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
             "wall_time_s": round(wall, 3),
         })
         if keep_episodes:
-            rows[-1]["episodes"] = {"correct": np.asarray(eps.correct[i]),
+            rows[-1]["outcomes"] = {"correct": np.asarray(eps.correct[i]),
                                     "tokens": np.asarray(eps.tokens[i])}
     return rows
 

@@ -1,0 +1,104 @@
+"""``autotts-jax compare``: the command-line contract, the figures against ``evaluate``'s rows
+and the explorer's held-out score, module-file controllers and configuration errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from explorer_cases import VALID
+from test_report import run_cli
+
+from autotts_jax.errors import AutoTTSError
+from autotts_jax.experiments import compare as cmp
+from autotts_jax.experiments import results
+
+CONTRACT = ("metric", "difference", "ci_low", "ci_high", "p_above_zero")
+
+
+def _conf(tmp_path: Path, **over) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from autotts_jax.experiments import apps  # noqa: F401  (registers the schemas)
+    from autotts_jax.experiments.paths import CONF_DIR
+
+    overrides = [f"{k}={v}" for k, v in over.items()] + [f"out={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("compare", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_compare_cli_writes_the_contract_files(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    proc = run_cli("compare", "controllers=[cmc,sc]", "data=heldout", f"out={out}",
+                   "data.model=Qwen3-8B", "evaluation.seeds=3",
+                   "evaluation.bootstrap.samples=100", "progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "100 resamples from seed 0" in proc.stdout and "held-out split" in proc.stdout
+    with (out / "compare.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(CONTRACT) <= set(rows[0])
+    # one row per (pair, store or pooled) and metric: 2 stores + pooled, 3 metrics
+    assert len(rows) == 9
+    assert {r["store"] for r in rows} == {"Qwen3-8B/aime25", "Qwen3-8B/hmmt25", "pooled"}
+    assert {(r["a"], r["b"]) for r in rows} == {("cmc", "sc")}
+    assert all(int(r["n_resamples"]) == 100 and int(r["n_seeds"]) == 3 for r in rows)
+    assert (out / "compare.md").is_file()
+
+    # the compared configs are CMC beta 0.5 and SC@64; accuracies are evaluate's
+    evaluated = results.read(out / "results.csv")
+    acc = {(r["dataset"], r["method"], json.dumps(r["config"], sort_keys=True)): r
+           for r in evaluated}
+    for r in rows:
+        assert json.loads(r["a_config"]) == {"beta": 0.5}
+        assert json.loads(r["b_config"]) == {"max_samples": 64}
+        if r["metric"] == "accuracy" and r["store"] != "pooled":
+            bench = r["store"].split("/")[1]
+            a = acc[(bench, "cmc", r["a_config"])]["accuracy"]
+            b = acc[(bench, "sc", r["b_config"])]["accuracy"]
+            assert float(r["a_value"]) == pytest.approx(a, abs=1e-6)
+            assert float(r["difference"]) == pytest.approx(a - b, abs=1e-6)
+            assert float(r["ci_low"]) <= float(r["difference"]) <= float(r["ci_high"])
+    # the pooled matched-budget values are the explorer's held-out scores of these rows
+    from autotts_jax.explorer.heldout import heldout_scores
+
+    scores = heldout_scores(evaluated)
+    pooled = next(r for r in rows if r["metric"] == "matched_budget" and r["store"] == "pooled")
+    assert float(pooled["a_value"]) == pytest.approx(scores["cmc"], abs=1e-3)
+    assert float(pooled["b_value"]) == pytest.approx(scores["sc"], abs=1e-3)
+
+
+def test_module_files_and_pools(tmp_path: Path) -> None:
+    module = tmp_path / "reads.py"
+    module.write_text(VALID)
+    conf = _conf(tmp_path, controllers=f"[{module},asc]", metrics="[accuracy,token_ratio]",
+                 **{"data.model": "[Qwen3-0.6B,Qwen3-1.7B]", "data.benchmark": "aime25",
+                    "evaluation.seeds": 2, "evaluation.bootstrap.samples": 50,
+                    "controller.asc.betas": "[0.4]", "evaluation.workers": 1})
+    rows, evaluated = cmp.run(conf, progress=False)
+    assert {r["store"] for r in rows} == {"Qwen3-0.6B/aime25", "Qwen3-1.7B/aime25", "pooled"}
+    assert all(r["a"] == str(module) and r["b"] == "asc" for r in rows)
+    assert {json.loads(r["b_config"])["max_samples"] for r in rows} == {8}  # beta 0.4 -> ASC-8
+    assert {json.loads(r["a_config"])["beta"] for r in rows} == {0.5}
+    assert not any("outcomes" in r for r in evaluated)
+    # no SC anchors are needed without matched_budget
+    assert {r["method"] for r in evaluated} == {"adaptive_reads", "asc"}
+    ratio = [r for r in rows if r["metric"] == "token_ratio"]
+    assert all(r["difference"] > -1 or math.isinf(r["difference"]) for r in ratio)
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"controllers": "[cmc]"}, "two or more"),
+    ({"controllers": "[cmc,cmc]"}, "twice"),
+    ({"controllers": "[cmc,nope]"}, "unknown controller 'nope'"),
+    ({"controllers": "[cmc,missing.py]"}, "no such controller module"),
+    ({"metrics": "[accuracy,speed]"}, "metrics"),
+    ({"controller.cmc.betas": "[0.5,1.0]"}, "one beta"),
+])
+def test_configuration_errors(tmp_path: Path, over: dict, message: str) -> None:
+    with pytest.raises(AutoTTSError, match=message):
+        cmp.plan(_conf(tmp_path, **over))
