@@ -231,3 +231,25 @@ def test_bad_input() -> None:
                       ["nope"], samples=5, seed=0)
     with pytest.raises(ValueError, match="level"):
         P.interval(np.zeros(3), 1.0)
+
+
+def test_pooled_token_ratio_uses_the_mean_curve() -> None:
+    # store x: a's cheap config reaches b; store y: a never reaches b on its own, but on the
+    # mean curve over both stores its expensive config does
+    def curve(acc_per_config, tokens, n=4, q=10):
+        correct = np.zeros((len(acc_per_config), n, q), bool)
+        for c, k in enumerate(acc_per_config):
+            correct[c, :, :k] = True
+        tok = np.broadcast_to(np.asarray(tokens)[:, None, None], correct.shape)
+        return P.Curve(correct, np.array(tok), 0)
+
+    a = {"m/x": curve([8, 10], [10, 40]), "m/y": curve([2, 4], [10, 40])}
+    b = {"m/x": curve([5], [100]), "m/y": curve([6], [100])}
+    rows = P.compare_pair(a, b, metrics=("token_ratio",), pools={"pooled": ["m/x", "m/y"]},
+                          samples=50, seed=0)
+    by = {r["store"]: r for r in rows}
+    assert by["m/x"]["difference"] == pytest.approx(10 / 100 - 1)
+    assert by["m/y"]["difference"] == math.inf
+    # mean curve of a: (50 %, 10 tokens), (70 %, 40 tokens); b's mean point: 55 %, 100 tokens
+    assert by["pooled"]["difference"] == pytest.approx(40 / 100 - 1)
+    assert by["pooled"]["a_value"] == pytest.approx(40)

@@ -17,7 +17,7 @@ interval, for contrast, gives the second controller independent weights.  Draws 
 (CRC-32 of ``model/benchmark``), so a store's draws do not depend on which other stores are
 compared.  Pooled figures (over a backbone's benchmarks, or over every store) average the
 per-store statistics of each resample: questions are resampled within each store, stores are
-fixed.
+fixed (``token_ratio`` pools the curves instead, see below).
 
 **Metrics** (each the first controller ``a`` minus the second ``b``):
 
@@ -30,8 +30,10 @@ fixed.
   accuracy at its compared config, divided by ``b``'s tokens there, **minus 1** (``-0.6`` = 60 %
   fewer tokens; above zero = ``a`` needs more tokens).  When no config of ``a`` reaches it, the
   ratio is infinite (``a`` cannot match within its curve); such resamples count as above zero
-  and ``defined`` gives the share of resamples where it is finite.  Pooled: the mean of the
-  per-store ratios, minus 1.
+  and ``defined`` gives the share of resamples where it is finite.  Pooled: the ratio on the
+  pool's mean curve (each config's accuracy and tokens averaged over the stores, as the
+  README's "mean over backbones" figures), so one store where ``a`` falls just short does not
+  make the pooled ratio infinite.
 
 **Interval.**  The percentile interval at ``level`` from order statistics: with
 ``k = ceil(B (1 - level) / 2)``, the ``k``-th smallest and the ``k``-th largest of the ``B``
@@ -169,7 +171,8 @@ def interval(values: np.ndarray, level: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class StoreStats:
-    """One metric of one pair on one store: full-data values and per-resample arrays."""
+    """One metric of one pair on one store (or pool): full-data values and per-resample
+    arrays."""
 
     a_value: float
     b_value: float
@@ -180,10 +183,21 @@ class StoreStats:
     b_boot: np.ndarray  # [B] b's own value (same draws as a)
 
 
-def store_stats(a: Curve, b: Curve, store: str, metrics: Sequence[str], *, samples: int,
-                seed: int, anchor: Mapping[str, float] | None = None
-                ) -> dict[str, StoreStats]:
-    """Every metric of ``a`` against ``b`` on one store (``store`` names the draw stream)."""
+@dataclass(frozen=True)
+class _Replays:
+    """A pair's curves on one store (or averaged over a pool): on the full data, under the
+    shared draws, and b's under independent draws."""
+
+    full_a: _Resampled
+    full_b: _Resampled
+    a: _Resampled
+    b: _Resampled
+    b_other: _Resampled
+    anchor: Mapping[str, float] | None
+
+
+def _replays(a: Curve, b: Curve, store: str, samples: int, seed: int,
+             anchor: Mapping[str, float] | None) -> _Replays:
     if a.correct.shape[1:] != b.correct.shape[1:]:
         raise ValueError(f"{store}: the two controllers were replayed on different episodes "
                          f"({a.correct.shape[1:]} vs {b.correct.shape[1:]} seeds x questions)")
@@ -192,16 +206,36 @@ def store_stats(a: Curve, b: Curve, store: str, metrics: Sequence[str], *, sampl
     w = weights(*draws(n, q, samples, seed, stream), n, q)
     w_other = weights(*draws(n, q, samples, seed, stream, side=1), n, q)
     full = np.ones((1, n, q))
-    ra, rb, rb_other = _resample(a, w), _resample(b, w), _resample(b, w_other)
-    fa, fb = _resample(a, full), _resample(b, full)
-    out = {}
-    for metric in metrics:
-        va, vb, d = _values(metric, fa, fb, anchor)
-        boot_a, boot_b, paired = _values(metric, ra, rb, anchor)
-        _, _, unpaired = _values(metric, ra, rb_other, anchor)
-        out[metric] = StoreStats(float(va[0]), float(vb[0]), float(d[0]), paired, unpaired,
-                                 boot_a, boot_b)
-    return out
+    return _Replays(_resample(a, full), _resample(b, full), _resample(a, w), _resample(b, w),
+                    _resample(b, w_other), anchor)
+
+
+def _mean_curves(replays: Sequence[_Replays]) -> _Replays:
+    """The pool's mean curve: accuracy and tokens of each config averaged over the stores,
+    resample by resample (the stores must share their configs)."""
+    def mean(name: str) -> _Resampled:
+        rs = [getattr(r, name) for r in replays]
+        if len({(x.accuracy.shape, x.point) for x in rs}) != 1:
+            raise ValueError("pooled token_ratio: the stores' curves have different configs")
+        return _Resampled(np.mean([x.accuracy for x in rs], axis=0),
+                          np.mean([x.tokens for x in rs], axis=0), rs[0].point)
+
+    return _Replays(mean("full_a"), mean("full_b"), mean("a"), mean("b"), mean("b_other"), None)
+
+
+def _stats(metric: str, r: _Replays) -> StoreStats:
+    va, vb, d = _values(metric, r.full_a, r.full_b, r.anchor)
+    boot_a, boot_b, paired = _values(metric, r.a, r.b, r.anchor)
+    _, _, unpaired = _values(metric, r.a, r.b_other, r.anchor)
+    return StoreStats(float(va[0]), float(vb[0]), float(d[0]), paired, unpaired, boot_a, boot_b)
+
+
+def store_stats(a: Curve, b: Curve, store: str, metrics: Sequence[str], *, samples: int,
+                seed: int, anchor: Mapping[str, float] | None = None
+                ) -> dict[str, StoreStats]:
+    """Every metric of ``a`` against ``b`` on one store (``store`` names the draw stream)."""
+    r = _replays(a, b, store, samples, seed, anchor)
+    return {metric: _stats(metric, r) for metric in metrics}
 
 
 def pool(stats: Sequence[StoreStats]) -> StoreStats:
@@ -245,16 +279,23 @@ def compare_pair(a: Mapping[str, Curve], b: Mapping[str, Curve], *,
     stores = [s for s in a if s in b]
     if not stores:
         raise ValueError("paired bootstrap: the two controllers share no store")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
     anchors = anchors or {}
-    per = {s: store_stats(a[s], b[s], s, metrics, samples=samples, seed=seed,
-                          anchor=anchors.get(s)) for s in stores}
+    replays = {s: _replays(a[s], b[s], s, samples, seed, anchors.get(s)) for s in stores}
+    per = {s: {m: _stats(m, r) for m in metrics} for s, r in replays.items()}
     rows = []
 
     def emit(name: str, members: Sequence[str]) -> None:
         n_q = sum(a[s].correct.shape[2] for s in members)
         for metric in metrics:
-            st = per[members[0]][metric] if len(members) == 1 else pool(
-                [per[s][metric] for s in members])
+            if len(members) == 1:
+                st = per[members[0]][metric]
+            elif metric == "token_ratio":
+                st = _stats(metric, _mean_curves([replays[s] for s in members]))
+            else:
+                st = pool([per[s][metric] for s in members])
             rows.append({"store": name, "metric": metric, "n_stores": len(members),
                          "n_questions": n_q, "n_seeds": int(a[members[0]].correct.shape[1]),
                          **summarize(st, level)})
