@@ -102,3 +102,43 @@ def test_module_files_and_pools(tmp_path: Path) -> None:
 def test_configuration_errors(tmp_path: Path, over: dict, message: str) -> None:
     with pytest.raises(AutoTTSError, match=message):
         cmp.plan(_conf(tmp_path, **over))
+
+
+def test_report_pairs_autotts_with_each_baseline(tmp_path: Path) -> None:
+    from test_report import _controllers
+
+    from autotts_jax.experiments import evaluate as ev
+    from autotts_jax.experiments import report as rep
+
+    conf = {"data": {"model": ["Qwen3-8B"], "benchmark": ["aime24", "aime25", "hmmt25"],
+                     "trajectories": str(Path(__file__).resolve().parents[1] / "trajectories")},
+            "controller": _controllers("sc", "cmc"), "betas": [1.0]}
+    boot = {"samples": 100, "seed": 0, "level": 0.95}
+    jobs = ev.plan(conf, extra=rep.paper_configs())
+    rows = ev.run(jobs, {"seeds": 3, "cost_model": "reference", "bootstrap": boot,
+                         "workers": 1}, progress=False, keep_episodes=True)
+    done = rep.write_report(rows, tmp_path, {"formats": ["png"]}, boot)
+    with (tmp_path / "paired.csv").open(newline="") as f:
+        prows = list(csv.DictReader(f))
+    assert {(r["a"], r["b"]) for r in prows} == {("AutoTTS β=0.5", "SC@64"),
+                                                 ("AutoTTS β=1.0", "SC@64")}
+    assert {r["store"] for r in prows} == {"Qwen3-8B/aime24", "Qwen3-8B/aime25",
+                                           "Qwen3-8B/hmmt25", "held-out"}
+    acc = {(r["dataset"], r["method"], json.dumps(r["config"], sort_keys=True)): r["accuracy"]
+           for r in rows}
+    for r in prows:
+        assert set(CONTRACT) <= set(r) and r["metric"] == "accuracy"
+        if r["store"] != "held-out":
+            bench = r["store"].split("/")[1]
+            want = acc[(bench, "cmc", r["a_config"])] - acc[(bench, "sc", r["b_config"])]
+            assert float(r["difference"]) == pytest.approx(want, abs=1e-6)
+    held = [r for r in prows if r["store"] == "held-out"]
+    assert [h["a"] for h in done["paired"] if h["store"] == "held-out"] == [h["a"] for h in held]
+    text = (tmp_path / "main_table.md").read_text()
+    assert "## Paired comparisons: AutoTTS vs each baseline" in text
+    assert "100 paired bootstrap resamples" in text
+    # without per-episode outcomes (rows read from a results file) the section says why
+    plain = [{k: v for k, v in r.items() if k != "outcomes"} for r in rows]
+    rep.write_report(plain, tmp_path / "plain", {"formats": ["png"]}, boot)
+    assert not (tmp_path / "plain" / "paired.csv").exists()
+    assert "results files do not store" in (tmp_path / "plain" / "main_table.md").read_text()

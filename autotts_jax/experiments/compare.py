@@ -241,16 +241,20 @@ def _config_text(config_json: str) -> str:
                     if k in ("beta", "max_samples", "num_chains"))
 
 
-def table(rows: Sequence[Mapping[str, Any]], *, markdown: bool = False) -> str:
-    """The comparison rows as a table per (pair, metric)."""
+def table(rows: Sequence[Mapping[str, Any]], *, markdown: bool = False,
+          configs: bool = True) -> str:
+    """The comparison rows as a table per (pair, metric); ``configs`` puts the compared
+    configs in each title (off where a label stands for different configs per backbone)."""
     lines = []
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["a"], r["b"], r["metric"]), []).append(r)
     for (a, b, metric), rs in groups.items():
         level = int(round(100 * float(rs[0]["level"])))
-        title = (f"{a} ({_config_text(rs[0]['a_config'])}) vs {b} "
-                 f"({_config_text(rs[0]['b_config'])}) — {metric}: {_UNITS[metric]}")
+        if configs:
+            a = f"{a} ({_config_text(rs[0]['a_config'])})"
+            b = f"{b} ({_config_text(rs[0]['b_config'])})"
+        title = f"{a} vs {b} — {metric}: {_UNITS[metric]}"
         hdr = ["store", "a", "b", "difference", f"paired {level}% CI", "P(>0)",
                f"unpaired {level}% CI", f"a {level}% CI", f"b {level}% CI"]
         if metric == "token_ratio":
