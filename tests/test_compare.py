@@ -79,7 +79,7 @@ def test_module_files_and_pools(tmp_path: Path) -> None:
                  **{"data.model": "[Qwen3-0.6B,Qwen3-1.7B]", "data.benchmark": "aime25",
                     "evaluation.seeds": 2, "evaluation.bootstrap.samples": 50,
                     "controller.asc.betas": "[0.4]", "evaluation.workers": 1})
-    rows, evaluated = cmp.run(conf, progress=False)
+    rows, evaluated, _ = cmp.run(conf, progress=False)
     assert {r["store"] for r in rows} == {"Qwen3-0.6B/aime25", "Qwen3-1.7B/aime25", "pooled"}
     assert all(r["a"] == str(module) and r["b"] == "asc" for r in rows)
     assert {json.loads(r["b_config"])["max_samples"] for r in rows} == {8}  # beta 0.4 -> ASC-8

@@ -149,18 +149,21 @@ def compare(cfg: DictConfig) -> int:
     conf = _plain(cfg)
     if not conf.get("out"):
         raise AutoTTSError("out: give the output directory (out=DIR)")
-    rows, evaluated = cmp.run(conf, progress=conf["progress"])
+    rows, evaluated, parts = cmp.run(conf, progress=conf["progress"])
     seconds = time.perf_counter() - t0
     out = Path(conf["out"])
     results.write(out, "results", evaluated, ev.run_meta(conf, seconds))
     head = cmp.preamble(rows, conf)
+    timing = (f"Wall time {seconds:.1f}s: evaluating {len(evaluated)} configs "
+              f"{parts['evaluate']:.1f}s, bootstrap {parts['bootstrap']:.1f}s.")
     atomic_write_text(out / "compare.csv", cmp.to_csv(rows))
     atomic_write_text(out / "compare.md", "# Paired comparisons\n\n" + head + "\n"
-                      + cmp.table(rows, markdown=True))
+                      + cmp.table(rows, markdown=True) + "\n" + timing + "\n")
     print(head)
     print(cmp.table(rows))
-    print(f"compare: {len(rows)} rows ({len(evaluated)} configs evaluated) in {seconds:.1f}s; "
-          f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {out / 'results.csv'}")
+    print(f"compare: {len(rows)} rows; {timing} Wrote {out / 'compare.csv'}, "
+          f"{out / 'compare.md'} and {out / 'results.csv'} (evaluate's rows, unpaired "
+          "intervals)")
     return 0
 
 

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,15 @@ def _store(job: ev.Job) -> str:
 
 
 def run(conf: Mapping[str, Any], *, progress: bool = True
-        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Evaluate, then compare: ``(comparison rows, evaluate's result rows)``."""
+        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Evaluate, then compare: ``(comparison rows, evaluate's result rows, seconds spent
+    evaluating and bootstrapping)``."""
     sides, anchor_jobs = plan(conf)
     evaluation = dict(conf["evaluation"])
     jobs = [j for s in sides for j in s.jobs] + anchor_jobs
+    t0 = time.perf_counter()
     rows = ev.run(jobs, evaluation, progress=progress, keep_episodes=True)
+    t1 = time.perf_counter()
     by_job, i = [], 0
     for j in jobs:
         by_job.append(rows[i:i + len(j.points)])
@@ -184,7 +188,8 @@ def run(conf: Mapping[str, Any], *, progress: bool = True
             out.append(_row(r, sides[0], other, pools, boot))
     for r in rows:
         r.pop("outcomes", None)
-    return out, rows
+    seconds = {"evaluate": t1 - t0, "bootstrap": time.perf_counter() - t1}
+    return out, rows, seconds
 
 
 def _row(r: Mapping[str, Any], a: Side, b: Side, pools: Mapping[str, Sequence[str]],
