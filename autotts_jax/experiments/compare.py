@@ -146,65 +146,85 @@ def run(conf: Mapping[str, Any], *, progress: bool = True
         by_job.append(rows[i:i + len(j.points)])
         i += len(j.points)
     curves: list[dict[str, paired.Curve]] = []
-    k = 0
-    anchor_rows: dict[str, dict[str, dict]] = {}
-    low_key, high_key = _anchor_configs()
-    for s in sides:
-        per = {}
-        for j in s.jobs:
-            jr = by_job[k]
-            k += 1
-            keys = [config_key(r["config"]) for r in jr]
-            per[_store(j)] = paired.Curve(
-                np.stack([r["outcomes"]["correct"] for r in jr]),
-                np.stack([r["outcomes"]["tokens"] for r in jr]),
-                keys.index(config_key(s.point.config)))
-            if j.controller.name == "sc":
-                anchor_rows.setdefault(_store(j), {}).update(
-                    {config_key(r["config"]): r for r in jr})
-        curves.append(per)
-    for j in anchor_jobs:
-        anchor_rows.setdefault(_store(j), {}).update(
-            {config_key(r["config"]): r for r in by_job[k]})
-        k += 1
-    anchors = {st: {"low": float(a[low_key]["avg_tokens"]),
-                    "high": float(a[high_key]["avg_tokens"])}
-               for st, a in anchor_rows.items() if low_key in a and high_key in a}
+    for n, s in enumerate(sides):
+        first = sum(len(x.jobs) for x in sides[:n])
+        curves.append({_store(j): curve(by_job[first + m], s.point.config)
+                       for m, j in enumerate(s.jobs)})
     stores = list(curves[0])
-    pools: dict[str, list[str]] = {}
-    for st in stores:
-        pools.setdefault(f"{st.split('/')[0]}/pooled", []).append(st)
-    pools = {p: m for p, m in pools.items() if 1 < len(m) < len(stores)}
-    if len(stores) > 1:
-        pools["pooled"] = stores
-    boot = evaluation["bootstrap"]
-    metrics = list(conf["metrics"])
     out = []
-    for other, curve in zip(sides[1:], curves[1:], strict=True):
-        for r in paired.compare_pair(
-                curves[0], curve, metrics=metrics, anchors=anchors, pools=pools,
-                samples=int(boot["samples"]), seed=int(boot["seed"]),
-                level=float(boot["level"])):
-            out.append(_row(r, sides[0], other, pools, boot))
+    for other, theirs in zip(sides[1:], curves[1:], strict=True):
+        out += pair_rows(
+            (sides[0].key, other.key), (curves[0], theirs),
+            ({st: config_key(sides[0].point.config) for st in stores},
+             {st: config_key(other.point.config) for st in stores}),
+            pools_for(stores, "pooled"), evaluation["bootstrap"], metrics=conf["metrics"],
+            anchors=anchors_from_rows(rows))
     for r in rows:
         r.pop("outcomes", None)
     seconds = {"evaluate": t1 - t0, "bootstrap": time.perf_counter() - t1}
     return out, rows, seconds
 
 
-def _row(r: Mapping[str, Any], a: Side, b: Side, pools: Mapping[str, Sequence[str]],
-         boot: Mapping[str, Any]) -> dict[str, Any]:
-    store = r["store"]
-    members = pools.get(store, [store])
-    models = list(dict.fromkeys(m.split("/")[0] for m in members))
-    benches = list(dict.fromkeys(m.split("/")[1] for m in members))
-    return {
-        **r, "a": a.key, "b": b.key,
-        "model": "+".join(models), "benchmark": "+".join(benches),
-        "a_config": config_key(a.point.config), "b_config": config_key(b.point.config),
-        "n_resamples": int(boot["samples"]), "bootstrap_seed": int(boot["seed"]),
-        "level": float(boot["level"]),
-    }
+def curve(rows: Sequence[Mapping[str, Any]], point: Mapping[str, Any]) -> paired.Curve:
+    """The curve of one controller on one store from its result rows (each with per-episode
+    ``outcomes``, see :func:`evaluate.evaluate_job`); ``point`` is the compared config."""
+    keys = [config_key(r["config"]) for r in rows]
+    if config_key(point) not in keys:
+        raise AutoTTSError(f"config {config_key(point)} was not evaluated")
+    return paired.Curve(np.stack([r["outcomes"]["correct"] for r in rows]),
+                        np.stack([r["outcomes"]["tokens"] for r in rows]),
+                        keys.index(config_key(point)))
+
+
+def anchors_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per store, the search score's budget anchors: SC@4's and SC@64's mean tokens."""
+    low_key, high_key = _anchor_configs()
+    found: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["method"] == "sc" and config_key(r["config"]) in (low_key, high_key):
+            side = "low" if config_key(r["config"]) == low_key else "high"
+            found.setdefault(f"{r['model']}/{r['dataset']}", {})[side] = float(r["avg_tokens"])
+    return {st: a for st, a in found.items() if len(a) == 2}
+
+
+def pools_for(stores: Sequence[str], name: str) -> dict[str, list[str]]:
+    """``<model>/<name>`` over each backbone's stores (when it has several, and not all) and
+    ``<name>`` over every store (when there are several)."""
+    pools: dict[str, list[str]] = {}
+    for st in stores:
+        pools.setdefault(f"{st.split('/')[0]}/{name}", []).append(st)
+    pools = {p: m for p, m in pools.items() if 1 < len(m) < len(stores)}
+    if len(stores) > 1:
+        pools[name] = list(stores)
+    return pools
+
+
+def pair_rows(keys: tuple[str, str], curves: tuple[Mapping[str, paired.Curve], ...],
+              configs: tuple[Mapping[str, str], ...], pools: Mapping[str, Sequence[str]],
+              boot: Mapping[str, Any], *, metrics: Sequence[str] = paired.METRICS,
+              anchors: Mapping[str, Mapping[str, float]] | None = None
+              ) -> list[dict[str, Any]]:
+    """The :data:`COLUMNS` rows of ``keys[0]`` against ``keys[1]``: their curves and compared
+    configs (JSON) per store, the pools, the bootstrap settings (samples, seed, level)."""
+    out = []
+    for r in paired.compare_pair(curves[0], curves[1], metrics=metrics, anchors=anchors,
+                                 pools=pools, samples=int(boot["samples"]),
+                                 seed=int(boot["seed"]), level=float(boot["level"])):
+        members = pools.get(r["store"], [r["store"]])
+
+        def shared(by_store: Mapping[str, str], members=members) -> str:
+            found = {by_store.get(m, "") for m in members}
+            return found.pop() if len(found) == 1 else ""
+
+        out.append({
+            **r, "a": keys[0], "b": keys[1],
+            "model": "+".join(dict.fromkeys(m.split("/")[0] for m in members)),
+            "benchmark": "+".join(dict.fromkeys(m.split("/")[1] for m in members)),
+            "a_config": shared(configs[0]), "b_config": shared(configs[1]),
+            "n_resamples": int(boot["samples"]), "bootstrap_seed": int(boot["seed"]),
+            "level": float(boot["level"]),
+        })
+    return out
 
 
 # --------------------------------------------------------------------------- output

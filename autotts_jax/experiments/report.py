@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments.parity import PAPER_NOTES, PAPER_SLIPS
 from autotts_jax.utils.atomic import atomic_write_text
@@ -306,21 +304,19 @@ def paired_rows(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell],
     setting: paired bootstrap intervals of the accuracy difference per store, per backbone
     over the held-out benchmarks and over every held-out store.  Needs the rows' per-episode
     ``outcomes`` (kept when the report evaluates; results files do not store them)."""
-    from autotts_jax.experiments import paired
+    from autotts_jax.experiments import compare
 
     index = _index(rows)
-    curves: dict[str, dict[str, dict[str, paired.Curve]]] = {}
-    configs: dict[tuple[str, str], str] = {}
+    curves: dict[str, dict[str, Any]] = {}
+    configs: dict[str, dict[str, str]] = {}
     for c in cells:
         r = _find(index, c.model, c.dataset, c.method, c.config)
         if r is None or "outcomes" not in r:
             continue
         label = display_label(c.label)
         store = f"{c.model}/{c.dataset}"
-        curves.setdefault(label, {})[store] = paired.Curve(
-            np.asarray(r["outcomes"]["correct"])[None], np.asarray(r["outcomes"]["tokens"])[None],
-            0)
-        configs[(label, store)] = json.dumps(c.config, sort_keys=True)
+        curves.setdefault(label, {})[store] = compare.curve([r], r["config"])
+        configs.setdefault(label, {})[store] = json.dumps(c.config, sort_keys=True)
     methods = {display_label(c.label): c.method for c in cells}
     mine = [lab for lab in curves if methods[lab] == CMC_HEADLINE[0]]
     others = [lab for lab in curves if methods[lab] != CMC_HEADLINE[0]]
@@ -328,29 +324,13 @@ def paired_rows(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell],
     for a in mine:
         for b in others:
             stores = [s for s in curves[a] if s in curves[b]]
-            held = [s for s in stores if s.split("/")[1] in HELD_OUT]
-            pools: dict[str, list[str]] = {}
-            for s in held:
-                pools.setdefault(f"{s.split('/')[0]}/held-out", []).append(s)
-            pools = {k: v for k, v in pools.items() if 1 < len(v) < len(held)}
-            if len(held) > 1:
-                pools["held-out"] = held
             if not stores:
                 continue
-            for r in paired.compare_pair(
-                    {s: curves[a][s] for s in stores}, {s: curves[b][s] for s in stores},
-                    metrics=("accuracy",), pools=pools, samples=int(bootstrap["samples"]),
-                    seed=int(bootstrap["seed"]), level=float(bootstrap["level"])):
-                members = pools.get(r["store"], [r["store"]])
-                out.append({
-                    **r, "a": a, "b": b,
-                    "model": "+".join(dict.fromkeys(m.split("/")[0] for m in members)),
-                    "benchmark": "+".join(dict.fromkeys(m.split("/")[1] for m in members)),
-                    "a_config": configs.get((a, r["store"]), ""),
-                    "b_config": configs.get((b, r["store"]), ""),
-                    "n_resamples": int(bootstrap["samples"]),
-                    "bootstrap_seed": int(bootstrap["seed"]), "level": float(bootstrap["level"]),
-                })
+            held = [s for s in stores if s.split("/")[1] in HELD_OUT]
+            out += compare.pair_rows(
+                (a, b), ({s: curves[a][s] for s in stores}, {s: curves[b][s] for s in stores}),
+                (configs[a], configs[b]), compare.pools_for(held, "held-out"), bootstrap,
+                metrics=("accuracy",))
     return out
 
 
