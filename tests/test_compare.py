@@ -142,3 +142,43 @@ def test_report_pairs_autotts_with_each_baseline(tmp_path: Path) -> None:
     rep.write_report(plain, tmp_path / "plain", {"formats": ["png"]}, boot)
     assert not (tmp_path / "plain" / "paired.csv").exists()
     assert "results files do not store" in (tmp_path / "plain" / "main_table.md").read_text()
+
+
+def test_discover_heldout_pairs_the_discovered_controller(tmp_path: Path) -> None:
+    import numpy as np
+
+    from autotts_jax.explorer import heldout
+
+    rng = np.random.default_rng(0)
+
+    def row(model, dataset, method, config, beta, p, tokens):
+        correct = rng.random((5, 12)) < p
+        return {"model": model, "dataset": dataset, "method": method, "config": config,
+                "beta": beta, "accuracy": 100 * correct.mean(), "avg_tokens": float(tokens),
+                "outcomes": {"correct": correct, "tokens": np.full((5, 12), tokens)}}
+
+    rows = []
+    for d in ("aime25", "hmmt25"):
+        rows += [row("M", d, "discovered", {"beta": b}, b, 0.3 + 0.3 * b, 1000 + 4000 * b)
+                 for b in (0.0, 0.5, 1.0)]
+        rows += [row("M", d, "cmc", {"beta": 0.5}, 0.5, 0.45, 3500),
+                 row("M", d, "sc", {"max_samples": 4}, None, 0.3, 2000),
+                 row("M", d, "sc", {"max_samples": 64}, None, 0.5, 20000)]
+    boot = {"samples": 200, "seed": 1, "level": 0.9}
+    prows = heldout.paired_rows(rows, boot)
+    assert {(r["a"], r["b"]) for r in prows} == {("discovered", "cmc"), ("discovered", "sc")}
+    assert {r["store"] for r in prows} == {"M/aime25", "M/hmmt25", "held-out"}
+    assert {r["metric"] for r in prows} == {"accuracy", "matched_budget", "token_ratio"}
+    for r in prows:
+        if r["metric"] == "accuracy" and r["store"] != "held-out":
+            d = r["store"].split("/")[1]
+            mine = next(x for x in rows if (x["dataset"], x["method"], x["beta"])
+                        == (d, "discovered", 0.5))
+            other = next(x for x in rows if x["dataset"] == d and x["method"] == r["b"]
+                         and json.dumps(x["config"], sort_keys=True) == r["b_config"])
+            assert r["difference"] == pytest.approx(mine["accuracy"] - other["accuracy"])
+    (tmp_path / "index.jsonl").write_text("{}\n" * 7)
+    md = heldout.paired_md(prows, heldout._candidates_tried(tmp_path))
+    assert "the best of 7 candidates" in md and "200 paired bootstrap resamples" in md
+    assert heldout.paired_rows([{k: v for k, v in r.items() if k != "outcomes"}
+                                for r in rows], boot) == []

@@ -151,14 +151,11 @@ def run(conf: Mapping[str, Any], *, progress: bool = True
         curves.append({_store(j): curve(by_job[first + m], s.point.config)
                        for m, j in enumerate(s.jobs)})
     stores = list(curves[0])
-    out = []
-    for other, theirs in zip(sides[1:], curves[1:], strict=True):
-        out += pair_rows(
-            (sides[0].key, other.key), (curves[0], theirs),
-            ({st: config_key(sides[0].point.config) for st in stores},
-             {st: config_key(other.point.config) for st in stores}),
-            pools_for(stores, "pooled"), evaluation["bootstrap"], metrics=conf["metrics"],
-            anchors=anchors_from_rows(rows))
+    out = pair_rows(
+        {s.key: c for s, c in zip(sides, curves, strict=True)},
+        {s.key: {st: config_key(s.point.config) for st in stores} for s in sides},
+        [(sides[0].key, other.key) for other in sides[1:]], pools_for(stores, "pooled"),
+        evaluation["bootstrap"], metrics=conf["metrics"], anchors=anchors_from_rows(rows))
     for r in rows:
         r.pop("outcomes", None)
     seconds = {"evaluate": t1 - t0, "bootstrap": time.perf_counter() - t1}
@@ -199,17 +196,18 @@ def pools_for(stores: Sequence[str], name: str) -> dict[str, list[str]]:
     return pools
 
 
-def pair_rows(keys: tuple[str, str], curves: tuple[Mapping[str, paired.Curve], ...],
-              configs: tuple[Mapping[str, str], ...], pools: Mapping[str, Sequence[str]],
-              boot: Mapping[str, Any], *, metrics: Sequence[str] = paired.METRICS,
+def pair_rows(curves: Mapping[str, Mapping[str, paired.Curve]],
+              configs: Mapping[str, Mapping[str, str]], pairs: Sequence[tuple[str, str]],
+              pools: Mapping[str, Sequence[str]], boot: Mapping[str, Any], *,
+              metrics: Sequence[str] = paired.METRICS,
               anchors: Mapping[str, Mapping[str, float]] | None = None
               ) -> list[dict[str, Any]]:
-    """The :data:`COLUMNS` rows of ``keys[0]`` against ``keys[1]``: their curves and compared
-    configs (JSON) per store, the pools, the bootstrap settings (samples, seed, level)."""
+    """The :data:`COLUMNS` rows of each pair: the controllers' curves and compared configs
+    (JSON) per store, the pools, the bootstrap settings (samples, seed, level)."""
     out = []
-    for r in paired.compare_pair(curves[0], curves[1], metrics=metrics, anchors=anchors,
-                                 pools=pools, samples=int(boot["samples"]),
-                                 seed=int(boot["seed"]), level=float(boot["level"])):
+    for r in paired.compare_pairs(curves, pairs, metrics=metrics, anchors=anchors,
+                                  pools=pools, samples=int(boot["samples"]),
+                                  seed=int(boot["seed"]), level=float(boot["level"])):
         members = pools.get(r["store"], [r["store"]])
 
         def shared(by_store: Mapping[str, str], members=members) -> str:
@@ -217,10 +215,10 @@ def pair_rows(keys: tuple[str, str], curves: tuple[Mapping[str, paired.Curve], .
             return found.pop() if len(found) == 1 else ""
 
         out.append({
-            **r, "a": keys[0], "b": keys[1],
+            **r,
             "model": "+".join(dict.fromkeys(m.split("/")[0] for m in members)),
             "benchmark": "+".join(dict.fromkeys(m.split("/")[1] for m in members)),
-            "a_config": shared(configs[0]), "b_config": shared(configs[1]),
+            "a_config": shared(configs[r["a"]]), "b_config": shared(configs[r["b"]]),
             "n_resamples": int(boot["samples"]), "bootstrap_seed": int(boot["seed"]),
             "level": float(boot["level"]),
         })

@@ -13,11 +13,14 @@ with replacement: episode ``(s, q)`` gets a weight (how often it was drawn) in a
 array, and every mean over episodes becomes one matrix product of the per-episode values with
 the weights.  The two controllers of a pair use the *same* weights (paired); the *unpaired*
 interval, for contrast, gives the second controller independent weights.  Draws come from
-``jax.random`` with an explicit seed, folded with a stream number derived from the store's name
-(CRC-32 of ``model/benchmark``), so a store's draws do not depend on which other stores are
-compared.  Pooled figures (over a backbone's benchmarks, or over every store) average the
-per-store statistics of each resample: questions are resampled within each store, stores are
-fixed (``token_ratio`` pools the curves instead, see below).
+numpy's PCG64 seeded with ``(seed, store stream, side)``, the stream derived from the store's
+name (CRC-32 of ``model/benchmark``), so a store's draws do not depend on which other stores
+are compared; one store's draws serve every pair compared on it.  (``jax.random``, which the
+unpaired :mod:`bootstrap` uses, takes about half a second per store for the ``B x Q x N``
+seed draws on a CPU; PCG64 a few milliseconds.)  Pooled figures (over a backbone's
+benchmarks, or over every store) average the per-store statistics of each resample: questions
+are resampled within each store, stores are fixed (``token_ratio`` pools the curves instead,
+see below).
 
 **Metrics** (each the first controller ``a`` minus the second ``b``):
 
@@ -49,8 +52,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from autotts_jax.explorer import metrics as M
@@ -94,18 +95,19 @@ def draws(n_seeds: int, n_questions: int, samples: int, seed: int, stream: int, 
         raise ValueError("paired bootstrap: no episodes to resample")
     if samples < 1:
         raise ValueError(f"paired bootstrap: samples must be >= 1, got {samples}")
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(int(seed)), int(stream)),
-                             int(side))
-    kq, ks = jax.random.split(key)
-    q_idx = jax.random.randint(kq, (samples, n_questions), 0, n_questions, dtype=jnp.int32)
-    s_idx = jax.random.randint(ks, (samples, n_questions, n_seeds), 0, n_seeds, dtype=jnp.int32)
-    return np.asarray(q_idx, dtype=np.int64), np.asarray(s_idx, dtype=np.int64)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+        [int(seed), int(stream), int(side)])))
+    q_idx = rng.integers(0, n_questions, (samples, n_questions), dtype=np.int64)
+    s_idx = rng.integers(0, n_seeds, (samples, n_questions, n_seeds), dtype=np.int64)
+    return q_idx, s_idx
 
 
 def weights(q_idx: np.ndarray, s_idx: np.ndarray, n_seeds: int, n_questions: int) -> np.ndarray:
     """``[B, N, Q]`` float64: how often episode (seed, question) was drawn in each resample."""
-    b, q, n = s_idx.shape
-    flat = (np.arange(b)[:, None, None] * n_seeds + s_idx) * n_questions + q_idx[:, :, None]
+    b = s_idx.shape[0]
+    flat = s_idx * n_questions
+    flat += q_idx[:, :, None]
+    flat += (np.arange(b) * (n_seeds * n_questions))[:, None, None]
     counts = np.bincount(flat.ravel(), minlength=b * n_seeds * n_questions)
     return counts.reshape(b, n_seeds, n_questions).astype(np.float64)
 
@@ -196,18 +198,34 @@ class _Replays:
     anchor: Mapping[str, float] | None
 
 
-def _replays(a: Curve, b: Curve, store: str, samples: int, seed: int,
-             anchor: Mapping[str, float] | None) -> _Replays:
-    if a.correct.shape[1:] != b.correct.shape[1:]:
-        raise ValueError(f"{store}: the two controllers were replayed on different episodes "
-                         f"({a.correct.shape[1:]} vs {b.correct.shape[1:]} seeds x questions)")
-    _, n, q = a.correct.shape
+@dataclass(frozen=True)
+class _Views:
+    """One curve on one store: on the full data, under the shared draws, under the
+    independent draws."""
+
+    full: _Resampled
+    shared: _Resampled
+    other: _Resampled
+
+
+def _store_views(curves: Mapping[str, Curve], store: str, samples: int, seed: int
+                 ) -> dict[str, _Views]:
+    """Every curve of one store under the same draws (computed once for all pairs)."""
+    shapes = {c.correct.shape[1:] for c in curves.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"{store}: the controllers were replayed on different episodes "
+                         f"({' vs '.join(map(str, sorted(shapes)))} seeds x questions)")
+    ((n, q),) = shapes
     stream = store_stream(store)
     w = weights(*draws(n, q, samples, seed, stream), n, q)
     w_other = weights(*draws(n, q, samples, seed, stream, side=1), n, q)
     full = np.ones((1, n, q))
-    return _Replays(_resample(a, full), _resample(b, full), _resample(a, w), _resample(b, w),
-                    _resample(b, w_other), anchor)
+    return {k: _Views(_resample(c, full), _resample(c, w), _resample(c, w_other))
+            for k, c in curves.items()}
+
+
+def _pair(a: _Views, b: _Views, anchor: Mapping[str, float] | None) -> _Replays:
+    return _Replays(a.full, b.full, a.shared, b.shared, b.other, anchor)
 
 
 def _mean_curves(replays: Sequence[_Replays]) -> _Replays:
@@ -234,7 +252,8 @@ def store_stats(a: Curve, b: Curve, store: str, metrics: Sequence[str], *, sampl
                 seed: int, anchor: Mapping[str, float] | None = None
                 ) -> dict[str, StoreStats]:
     """Every metric of ``a`` against ``b`` on one store (``store`` names the draw stream)."""
-    r = _replays(a, b, store, samples, seed, anchor)
+    v = _store_views({"a": a, "b": b}, store, samples, seed)
+    r = _pair(v["a"], v["b"], anchor)
     return {metric: _stats(metric, r) for metric in metrics}
 
 
@@ -263,47 +282,63 @@ def summarize(stats: StoreStats, level: float) -> dict[str, Any]:
     }
 
 
-def compare_pair(a: Mapping[str, Curve], b: Mapping[str, Curve], *,
-                 metrics: Sequence[str] = METRICS,
-                 anchors: Mapping[str, Mapping[str, float]] | None = None,
-                 pools: Mapping[str, Sequence[str]] | None = None,
-                 samples: int = 1000, seed: int = 0, level: float = 0.95
-                 ) -> list[dict[str, Any]]:
-    """Rows of ``a`` against ``b`` per store and per pool.
+def compare_pairs(curves: Mapping[str, Mapping[str, Curve]],
+                  pairs: Sequence[tuple[str, str]], *, metrics: Sequence[str] = METRICS,
+                  anchors: Mapping[str, Mapping[str, float]] | None = None,
+                  pools: Mapping[str, Sequence[str]] | None = None,
+                  samples: int = 1000, seed: int = 0, level: float = 0.95
+                  ) -> list[dict[str, Any]]:
+    """Rows of each pair ``(a, b)`` per store and per pool.
 
-    ``a`` and ``b`` map a store name (``model/benchmark``) to that controller's curve on it;
-    ``anchors[store]`` is ``{"low": SC@4 tokens, "high": SC@64 tokens}`` (needed for
-    ``matched_budget``); ``pools`` maps a pool's name to the stores it averages.  Each row:
-    ``store``, ``metric``, ``n_questions``, ``n_seeds`` and the fields of :func:`summarize`.
+    ``curves[name]`` maps a store name (``model/benchmark``) to that controller's curve on it;
+    every store's draws are made once and shared by all pairs.  ``anchors[store]`` is
+    ``{"low": SC@4 tokens, "high": SC@64 tokens}`` (needed for ``matched_budget``); ``pools``
+    maps a pool's name to the stores it averages.  Each row: ``a``, ``b``, ``store``,
+    ``metric``, ``n_stores``, ``n_questions``, ``n_seeds`` and the fields of
+    :func:`summarize`.
     """
-    stores = [s for s in a if s in b]
-    if not stores:
-        raise ValueError("paired bootstrap: the two controllers share no store")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
     anchors = anchors or {}
-    replays = {s: _replays(a[s], b[s], s, samples, seed, anchors.get(s)) for s in stores}
-    per = {s: {m: _stats(m, r) for m in metrics} for s, r in replays.items()}
-    rows = []
+    used = list(dict.fromkeys(k for p in pairs for k in p))
+    views = {}
+    for s in dict.fromkeys(s for k in used for s in curves[k]):
+        here = {k: curves[k][s] for k in used if s in curves[k]}
+        if any(a in here and b in here for a, b in pairs):
+            views[s] = _store_views(here, s, samples, seed)
+    rows: list[dict[str, Any]] = []
+    for a, b in pairs:
+        stores = [s for s in views if s in curves[a] and s in curves[b]]
+        if not stores:
+            raise ValueError(f"paired bootstrap: {a} and {b} share no store")
+        replays = {s: _pair(views[s][a], views[s][b], anchors.get(s)) for s in stores}
+        per = {s: {m: _stats(m, r) for m in metrics} for s, r in replays.items()}
 
-    def emit(name: str, members: Sequence[str]) -> None:
-        n_q = sum(a[s].correct.shape[2] for s in members)
-        for metric in metrics:
-            if len(members) == 1:
-                st = per[members[0]][metric]
-            elif metric == "token_ratio":
-                st = _stats(metric, _mean_curves([replays[s] for s in members]))
-            else:
-                st = pool([per[s][metric] for s in members])
-            rows.append({"store": name, "metric": metric, "n_stores": len(members),
-                         "n_questions": n_q, "n_seeds": int(a[members[0]].correct.shape[1]),
-                         **summarize(st, level)})
+        def emit(name: str, members: Sequence[str], a=a, b=b, per=per, replays=replays) -> None:
+            n_q = sum(curves[a][s].correct.shape[2] for s in members)
+            for metric in metrics:
+                if len(members) == 1:
+                    st = per[members[0]][metric]
+                elif metric == "token_ratio":
+                    st = _stats(metric, _mean_curves([replays[s] for s in members]))
+                else:
+                    st = pool([per[s][metric] for s in members])
+                rows.append({"a": a, "b": b, "store": name, "metric": metric,
+                             "n_stores": len(members), "n_questions": n_q,
+                             "n_seeds": int(curves[a][members[0]].correct.shape[1]),
+                             **summarize(st, level)})
 
-    for s in stores:
-        emit(s, [s])
-    for name, members in (pools or {}).items():
-        members = [s for s in members if s in per]
-        if members:
-            emit(name, members)
+        for s in stores:
+            emit(s, [s])
+        for name, members in (pools or {}).items():
+            members = [s for s in members if s in per]
+            if members:
+                emit(name, members)
     return rows
+
+
+def compare_pair(a: Mapping[str, Curve], b: Mapping[str, Curve], **kwargs: Any
+                 ) -> list[dict[str, Any]]:
+    """:func:`compare_pairs` for one pair, named ``a`` and ``b`` in the rows."""
+    return compare_pairs({"a": a, "b": b}, [("a", "b")], **kwargs)

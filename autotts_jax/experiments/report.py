@@ -320,18 +320,14 @@ def paired_rows(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell],
     methods = {display_label(c.label): c.method for c in cells}
     mine = [lab for lab in curves if methods[lab] == CMC_HEADLINE[0]]
     others = [lab for lab in curves if methods[lab] != CMC_HEADLINE[0]]
-    out = []
-    for a in mine:
-        for b in others:
-            stores = [s for s in curves[a] if s in curves[b]]
-            if not stores:
-                continue
-            held = [s for s in stores if s.split("/")[1] in HELD_OUT]
-            out += compare.pair_rows(
-                (a, b), ({s: curves[a][s] for s in stores}, {s: curves[b][s] for s in stores}),
-                (configs[a], configs[b]), compare.pools_for(held, "held-out"), bootstrap,
-                metrics=("accuracy",))
-    return out
+    pairs = [(a, b) for a in mine for b in others
+             if any(s in curves[b] for s in curves[a])]
+    if not pairs:
+        return []
+    held = [s for s in dict.fromkeys(s for c in curves.values() for s in c)
+            if s.split("/")[1] in HELD_OUT]
+    return compare.pair_rows(curves, configs, pairs, compare.pools_for(held, "held-out"),
+                             bootstrap, metrics=("accuracy",))
 
 
 def paired_md(prows: Sequence[Mapping[str, Any]], have_outcomes: bool) -> str:
