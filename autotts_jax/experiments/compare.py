@@ -48,10 +48,9 @@ COLUMNS = (
 
 @dataclass
 class Side:
-    """One compared controller: its key, display label, compared config and jobs."""
+    """One compared controller: its key (as listed), compared config and jobs."""
 
     key: str
-    label: str
     point: ev.Point
     jobs: list[ev.Job]
 
@@ -104,7 +103,7 @@ def plan(conf: Mapping[str, Any]) -> tuple[list[Side], list[ev.Job]]:
         _, (point,) = ev.controller_points(name, {**ccfg, "extra": []}, [beta])
         jobs = ev.plan({"controller": {name: {**ccfg, "betas": None}}, "data": conf["data"]},
                        extra=lambda m, d, c, p=point: [p.config])
-        sides.append(Side(name, jobs[0].label, point, jobs))
+        sides.append(Side(name, point, jobs))
     anchors: list[ev.Job] = []
     if "matched_budget" in metrics and not any(_has_anchors(s) for s in sides):
         sc = {"name": "sc", "label": "SC", "grid_param": "max_samples",
