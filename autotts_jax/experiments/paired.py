@@ -3,7 +3,7 @@
 Two controllers replayed on one store with the same shuffle seeds see the same (seed, question)
 episodes: seed ``s`` orders question ``q``'s branches the same way for both.  Most of the
 variation of an accuracy estimate comes from *which* questions were asked (a 30-question
-benchmark gives intervals about 12 points wide either side), and that variation is shared by
+benchmark gives intervals of about ±12 to ±15 points), and that variation is shared by
 the two controllers.  Resampling the pair together cancels it, so the difference is known far
 more tightly than two separate intervals suggest.
 
