@@ -121,16 +121,26 @@ class _Resampled:
     point: int
 
 
-def _resample(curve: Curve, w: np.ndarray) -> _Resampled:
-    c, n, q = curve.correct.shape
-    if w.shape[1:] != (n, q):
-        raise ValueError(f"paired bootstrap: weights for {w.shape[1:]} episodes, curve has "
-                         f"{(n, q)}")
-    flat = w.reshape(w.shape[0], -1).T  # [N*Q, B]
+def _resample(curves: Mapping[str, Curve], w: np.ndarray) -> dict[str, _Resampled]:
+    """Every curve of a store under the weights ``w`` ``[B, N, Q]``: one matrix product for
+    all of them, so the weights are read once."""
+    names = list(curves)
+    sizes = [curves[k].correct.shape[0] for k in names]
+    n, q = w.shape[1:]
+    x = np.concatenate([curves[k].correct.reshape(c, -1) for k, c in zip(names, sizes,
+                                                                         strict=True)]
+                       + [curves[k].tokens.reshape(c, -1) for k, c in zip(names, sizes,
+                                                                          strict=True)]
+                       ).astype(np.float64)  # [2 * configs, N*Q]
+    sums = (w.reshape(w.shape[0], -1) @ x.T).T  # [2 * configs, B], exact integer sums
     total = float(n * q)  # every resample draws N*Q episodes
-    hits = curve.correct.reshape(c, -1).astype(np.float64) @ flat  # exact integer counts
-    tokens = curve.tokens.reshape(c, -1).astype(np.float64) @ flat
-    return _Resampled(100.0 * hits / total, tokens / total, curve.point)
+    hits, tokens = np.split(sums, 2)
+    out, start = {}, 0
+    for k, c in zip(names, sizes, strict=True):
+        out[k] = _Resampled(100.0 * hits[start:start + c] / total,
+                            tokens[start:start + c] / total, curves[k].point)
+        start += c
+    return out
 
 
 def _score(r: _Resampled, anchor: Mapping[str, float]) -> np.ndarray:
@@ -217,11 +227,10 @@ def _store_views(curves: Mapping[str, Curve], store: str, samples: int, seed: in
                          f"({' vs '.join(map(str, sorted(shapes)))} seeds x questions)")
     ((n, q),) = shapes
     stream = store_stream(store)
-    w = weights(*draws(n, q, samples, seed, stream), n, q)
-    w_other = weights(*draws(n, q, samples, seed, stream, side=1), n, q)
-    full = np.ones((1, n, q))
-    return {k: _Views(_resample(c, full), _resample(c, w), _resample(c, w_other))
-            for k, c in curves.items()}
+    full = _resample(curves, np.ones((1, n, q)))
+    shared = _resample(curves, weights(*draws(n, q, samples, seed, stream), n, q))
+    other = _resample(curves, weights(*draws(n, q, samples, seed, stream, side=1), n, q))
+    return {k: _Views(full[k], shared[k], other[k]) for k in curves}
 
 
 def _pair(a: _Views, b: _Views, anchor: Mapping[str, float] | None) -> _Replays:
