@@ -82,6 +82,7 @@ _HYDRA_HELP = {
     "parity": "re-evaluate a published results CSV and compare, row by row",
     "evaluate": "controllers x betas on (model, benchmark) stores -> results CSV/JSON",
     "report": "main table, paper comparison, Pareto fronts and scaling plots",
+    "compare": "paired bootstrap intervals of controller differences on the same stores",
     "discover": "search for controllers (LLM or evolve), sandboxed; held-out table at the end",
 }
 

@@ -117,18 +117,53 @@ def report(cfg: DictConfig) -> int:
         print(f"report: no results given; evaluating {len(jobs)} (model, benchmark, "
               f"controller) jobs on {conf['data']['trajectories']} "
               f"({conf['evaluation']['seeds']} seeds)", flush=True)
-        rows = ev.run(jobs, conf["evaluation"], progress=conf["output"]["progress"])
+        rows = ev.run(jobs, conf["evaluation"], progress=conf["output"]["progress"],
+                      keep_episodes=True)
         seconds = time.perf_counter() - t0
         paths = results.write(conf["out"], "results", rows, ev.run_meta(conf, seconds))
         print(f"report: evaluated {len(rows)} rows in {seconds:.1f}s; wrote {paths[0]}")
     t1 = time.perf_counter()
-    done = rep.write_report(rows, conf["out"], conf["plots"])
+    done = rep.write_report(rows, conf["out"], conf["plots"], conf["evaluation"]["bootstrap"])
     print("Headline: " + rep.headline_text(done["headline"]))
+    for r in done["paired"]:
+        if r["store"] == "held-out":
+            print(f"paired, held-out: {r['a']} − {r['b']}: {r['difference']:+.2f} points "
+                  f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], P(>0) {r['p_above_zero']:.3f}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(done["counts"].items()))
     print(f"paper Table 1: {counts} (of {len(done['table'])} cells)")
+    paired_csv = "paired.csv, " if done["paired"] else ""
     print(f"report: wrote {len(done['files'])} files to {conf['out']} "
-          f"(main_table.md, main_table.csv, pareto.csv, scaling_*.png/svg) in "
+          f"(main_table.md, main_table.csv, pareto.csv, {paired_csv}scaling_*.png/svg) in "
           f"{time.perf_counter() - t1:.1f}s; total wall time {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+@_app("compare")
+def compare(cfg: DictConfig) -> int:
+    from autotts_jax.experiments import compare as cmp
+    from autotts_jax.experiments import evaluate as ev
+    from autotts_jax.experiments import results
+    from autotts_jax.utils.atomic import atomic_write_text
+
+    t0 = time.perf_counter()
+    conf = _plain(cfg)
+    if not conf.get("out"):
+        raise AutoTTSError("out: give the output directory (out=DIR)")
+    rows, evaluated, parts = cmp.run(conf, progress=conf["progress"])
+    seconds = time.perf_counter() - t0
+    out = Path(conf["out"])
+    results.write(out, "results", evaluated, ev.run_meta(conf, seconds))
+    head = cmp.preamble(rows, conf)
+    timing = (f"Wall time {seconds:.1f}s: evaluating {len(evaluated)} configs "
+              f"{parts['evaluate']:.1f}s, bootstrap {parts['bootstrap']:.1f}s.")
+    atomic_write_text(out / "compare.csv", cmp.to_csv(rows))
+    atomic_write_text(out / "compare.md", "# Paired comparisons\n\n" + head + "\n"
+                      + cmp.table(rows, markdown=True) + "\n" + timing + "\n")
+    print(head)
+    print(cmp.table(rows))
+    print(f"compare: {len(rows)} rows; {timing} Wrote {out / 'compare.csv'}, "
+          f"{out / 'compare.md'} and {out / 'results.csv'} (evaluate's rows, unpaired "
+          "intervals)")
     return 0
 
 
@@ -141,5 +176,6 @@ def discover(cfg: DictConfig) -> int:
 
 
 COMMANDS: dict[str, Callable[[], None]] = {
-    "parity": parity, "evaluate": evaluate, "report": report, "discover": discover,
+    "parity": parity, "evaluate": evaluate, "report": report, "compare": compare,
+    "discover": discover,
 }

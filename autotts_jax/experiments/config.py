@@ -99,11 +99,28 @@ class ReportConfig(EvaluateConfig):
     plots: PlotConfig = field(default_factory=PlotConfig)
 
 
+@dataclass
+class CompareConfig:
+    """``autotts-jax compare``: the first of ``controllers`` against each of the others."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    controller: dict[str, ControllerConfig] = field(default_factory=dict)  # the config group
+    # two or more keys of the controller group or controller module files (.py)
+    controllers: list[str] = field(default_factory=lambda: ["cmc", "sc"])
+    metrics: list[str] = field(
+        default_factory=lambda: ["accuracy", "matched_budget", "token_ratio"])
+    # seeds, cost model, workers; bootstrap.samples / seed / level are the paired bootstrap's
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    out: str = MISSING
+    progress: bool = True
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="parity_schema", node=ParityConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="report_schema", node=ReportConfig)
+    cs.store(name="compare_schema", node=CompareConfig)
     from autotts_jax.explorer.config import register as register_discover
 
     register_discover(cs)  # discover_schema and the explorer group's schemas

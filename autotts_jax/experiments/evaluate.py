@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments.results import config_key
 from autotts_jax.explorer.loader import UntrustedModule
@@ -248,8 +250,12 @@ def _unique_configs(job: Job) -> tuple[list[dict], dict[str, int]]:
 
 
 def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
-                 cost_model: str) -> list[dict[str, Any]]:
-    """One simulate call over all of ``job``'s configs and seeds -> its result rows."""
+                 cost_model: str, keep_episodes: bool = False) -> list[dict[str, Any]]:
+    """One simulate call over all of ``job``'s configs and seeds -> its result rows.
+
+    With ``keep_episodes`` each row also carries ``outcomes``: ``{"correct", "tokens"}``
+    arrays ``[seeds, questions]`` of that config, for paired comparisons (results files do
+    not store them)."""
     import autotts_jax.engine  # noqa: F401  (float64)
     from autotts_jax.engine import simulate
     from autotts_jax.store import bucket
@@ -257,15 +263,16 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
     configs, _ = _unique_configs(job)
     t0 = time.perf_counter()
     if isinstance(job.controller, UntrustedModule):
-        return _evaluate_untrusted(job, store, configs, seeds, boot, cost_model)
+        return _evaluate_untrusted(job, store, configs, seeds, boot, cost_model, keep_episodes)
     eps = simulate(
         job.controller, store.data, configs, seeds, cost_model=cost_model,
         pool_size=bucket(store.meta.n_final_vocab, 128),
     )
-    return job_rows(job, eps, seeds, boot, cost_model, time.perf_counter() - t0)
+    return job_rows(job, eps, seeds, boot, cost_model, time.perf_counter() - t0,
+                    keep_episodes=keep_episodes)
 
 
-def _evaluate_untrusted(job: Job, store, configs, seeds, boot, cost_model):
+def _evaluate_untrusted(job: Job, store, configs, seeds, boot, cost_model, keep_episodes):
     """An untrusted module file: replayed in the sandbox, scored here."""
     from autotts_jax.engine.simulate import Episodes
     from autotts_jax.explorer.sandbox import replay_untrusted
@@ -281,12 +288,14 @@ def _evaluate_untrusted(job: Job, store, configs, seeds, boot, cost_model):
     eps = Episodes(**{f: v[0] for f, v in out.arrays.items()},
                    stop_reasons=tuple(out.stop_reasons))
     return job_rows(job, eps, seeds, boot, cost_model, time.perf_counter() - t0,
-                    method=out.name or job.controller.name)
+                    method=out.name or job.controller.name, keep_episodes=keep_episodes)
 
 
 def job_rows(job: Job, eps, seeds: list[int], boot: Mapping[str, Any], cost_model: str,
-             wall: float, method: str | None = None) -> list[dict[str, Any]]:
-    """Result rows of ``job`` from its episodes (one config per unique point, in order)."""
+             wall: float, method: str | None = None, keep_episodes: bool = False
+             ) -> list[dict[str, Any]]:
+    """Result rows of ``job`` from its episodes (one config per unique point, in order);
+    ``keep_episodes``: see :func:`evaluate_job`."""
     from autotts_jax.experiments.bootstrap import accuracy_ci
 
     _, index = _unique_configs(job)
@@ -311,6 +320,9 @@ def job_rows(job: Job, eps, seeds: list[int], boot: Mapping[str, Any], cost_mode
             "bootstrap_seed": int(boot["seed"]), "cost_model": cost_model,
             "wall_time_s": round(wall, 3),
         })
+        if keep_episodes:
+            rows[-1]["outcomes"] = {"correct": np.asarray(eps.correct[i]),
+                                    "tokens": np.asarray(eps.tokens[i])}
     return rows
 
 
@@ -335,7 +347,7 @@ def _init_worker(queue) -> None:
 
 
 def _worker(bundle: list[tuple], seeds: list[int], boot: Mapping[str, Any],
-            cost_model: str) -> list[tuple[int, list[dict[str, Any]]]]:
+            cost_model: str, keep_episodes: bool) -> list[tuple[int, list[dict[str, Any]]]]:
     """Worker-process entry: run a bundle of jobs, rebuilt from plain data (controllers hold
     lambdas, so they travel by name)."""
     from autotts_jax.controllers import get_controller
@@ -346,7 +358,8 @@ def _worker(bundle: list[tuple], seeds: list[int], boot: Mapping[str, Any],
         controller = get_controller(name.removeprefix(TRUSTED_PREFIX), trusted=trusted)
         job = Job(model, dataset, path, controller, label, upstream,
                   [Point(c, b) for c, b in points])
-        done.append((i, evaluate_job(job, _store(path), seeds, boot, cost_model)))
+        done.append((i, evaluate_job(job, _store(path), seeds, boot, cost_model,
+                                     keep_episodes)))
         if _PROGRESS is not None:
             _PROGRESS.put(i)
     return done
@@ -409,11 +422,13 @@ def bundles(jobs: Sequence[Job], workers: int, n_seeds: int) -> list[list[int]]:
 
 
 def run(
-    jobs: Sequence[Job], evaluation: Mapping[str, Any], *, progress: bool = True
+    jobs: Sequence[Job], evaluation: Mapping[str, Any], *, progress: bool = True,
+    keep_episodes: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate every job (one simulate call each); returns the tidy result rows, in job
     order.  With several workers (``evaluation.workers``) the jobs are split over that many
-    processes; every job is still one simulate call, so the results are the same."""
+    processes; every job is still one simulate call, so the results are the same.
+    ``keep_episodes``: see :func:`evaluate_job`."""
     seeds, boot = _check_evaluation(evaluation)
     cost_model = str(evaluation["cost_model"])
     workers = resolve_workers(evaluation.get("workers", 1), jobs, len(seeds))
@@ -423,11 +438,12 @@ def run(
         if workers == 1:
             for i, job in enumerate(jobs):
                 bar.set_description(job.name)
-                out[i] = evaluate_job(job, _store(job.path), seeds, boot, cost_model)
+                out[i] = evaluate_job(job, _store(job.path), seeds, boot, cost_model,
+                                      keep_episodes)
                 bar.update(1)
         else:
             _run_pool(jobs, out, bundles(jobs, workers, len(seeds)), bar,
-                      (seeds, boot, cost_model))
+                      (seeds, boot, cost_model, keep_episodes))
     finally:
         bar.close()
     return [r for rows in out for r in rows]

@@ -295,6 +295,68 @@ def pareto_csv(front: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+# --------------------------------------------------------------------------- paired
+
+
+def paired_rows(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell],
+                bootstrap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """AutoTTS (CMC at each of the paper's betas) against each baseline at the paper's
+    setting: paired bootstrap intervals of the accuracy difference per store, per backbone
+    over the held-out benchmarks and over every held-out store.  Needs the rows' per-episode
+    ``outcomes`` (kept when the report evaluates; results files do not store them)."""
+    from autotts_jax.experiments import compare
+
+    index = _index(rows)
+    curves: dict[str, dict[str, Any]] = {}
+    configs: dict[str, dict[str, str]] = {}
+    for c in cells:
+        r = _find(index, c.model, c.dataset, c.method, c.config)
+        if r is None or "outcomes" not in r:
+            continue
+        label = display_label(c.label)
+        store = f"{c.model}/{c.dataset}"
+        curves.setdefault(label, {})[store] = compare.curve([r], r["config"])
+        configs.setdefault(label, {})[store] = json.dumps(c.config, sort_keys=True)
+    methods = {display_label(c.label): c.method for c in cells}
+    mine = [lab for lab in curves if methods[lab] == CMC_HEADLINE[0]]
+    others = [lab for lab in curves if methods[lab] != CMC_HEADLINE[0]]
+    pairs = [(a, b) for a in mine for b in others
+             if any(s in curves[b] for s in curves[a])]
+    if not pairs:
+        return []
+    held = [s for s in dict.fromkeys(s for c in curves.values() for s in c)
+            if s.split("/")[1] in HELD_OUT]
+    return compare.pair_rows(curves, configs, pairs, compare.pools_for(held, "held-out"),
+                             bootstrap, metrics=("accuracy",))
+
+
+def paired_md(prows: Sequence[Mapping[str, Any]], have_outcomes: bool) -> str:
+    """The report's section on the paired comparisons (or why there is none)."""
+    from autotts_jax.experiments import compare
+
+    lines = ["", "## Paired comparisons: AutoTTS vs each baseline", ""]
+    if not have_outcomes:
+        return "\n".join(lines + [
+            "Not available: paired intervals need every episode's outcome, which results "
+            "files do not store. Run `autotts-jax report` without `results=` (or "
+            "`autotts-jax compare`) to get them.", ""])
+    if not prows:
+        return "\n".join(lines + [
+            "No pair to compare: needs AutoTTS (CMC) and a baseline at the paper's settings "
+            "on the same store.", ""])
+    r0 = prows[0]
+    lines += [
+        "Accuracy difference (points, AutoTTS − baseline) at the paper's settings on the same "
+        f"(seed, question) episodes: {r0['n_resamples']} paired bootstrap resamples from seed "
+        f"{r0['bootstrap_seed']} (questions drawn with replacement, and for each drawn "
+        "question its seeds), percentile intervals at "
+        f"{100 * float(r0['level']):g} %. 'unpaired' resamples the baseline independently, "
+        "as two separate intervals would. Written to `paired.csv`.", "",
+        compare.table(prows, markdown=True, configs=False),
+    ]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -387,8 +449,12 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
 
 
 def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path,
-                 plots: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write the main table (md, csv), the Pareto fronts and the plots into ``out``."""
+                 plots: Mapping[str, Any] | None = None,
+                 bootstrap: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the main table (md, csv), the Pareto fronts and the plots into ``out``; and,
+    when the rows carry per-episode ``outcomes``, the paired comparisons (``paired.csv``,
+    resampled as ``bootstrap``: samples, seed, level)."""
+    from autotts_jax.experiments import compare
     from autotts_jax.experiments import plots as P
 
     if not rows:
@@ -400,11 +466,17 @@ def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path,
     table = main_table(rows, cells)
     head = headline(rows)
     front = pareto(rows)
+    prows = paired_rows(rows, cells, {"samples": 1000, "seed": 0, "level": 0.95,
+                                      **dict(bootstrap or {})})
     files = [
-        atomic_write_text(out / "main_table.md", main_table_md(table, rows, head)),
+        atomic_write_text(out / "main_table.md",
+                          main_table_md(table, rows, head)
+                          + paired_md(prows, any("outcomes" in r for r in rows))),
         atomic_write_text(out / "main_table.csv", main_table_csv(table)),
         atomic_write_text(out / "pareto.csv", pareto_csv(front)),
     ]
+    if prows:
+        files.append(atomic_write_text(out / "paired.csv", compare.to_csv(prows)))
     highlight = {(c.model, c.dataset, *match_key(c.method, c.config)) for c in cells}
     files += P.write_scaling_plots(
         rows, out, front=front, highlight=highlight,
@@ -415,6 +487,11 @@ def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path,
     counts: dict[str, int] = {}
     for t in table:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
-    summary = {"headline": head, "paper_cells": counts, "files": [str(f) for f in files]}
+    pooled = [{k: r[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "p_above_zero",
+                                 "unpaired_ci_low", "unpaired_ci_high")}
+              for r in prows if r["store"] == "held-out"]
+    summary = {"headline": head, "paper_cells": counts, "paired_held_out": pooled,
+               "files": [str(f) for f in files]}
     files.append(atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n"))
-    return {"table": table, "headline": head, "counts": counts, "files": files}
+    return {"table": table, "headline": head, "counts": counts, "files": files,
+            "paired": prows}

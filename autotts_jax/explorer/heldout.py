@@ -11,13 +11,18 @@ to ``DIR/heldout/``:
   baselines in the plots;
 * ``heldout_table.md`` / ``.csv`` -- the discovered controller at beta 0.5 and 1 next to CMC
   and each baseline at its largest budget, per backbone and held-out benchmark, and every
-  method's held-out score (accuracy at matched budget, as on the search split).
+  method's held-out score (accuracy at matched budget, as on the search split);
+* ``discovered_paired.csv`` and a section of ``heldout_table.md`` -- paired bootstrap
+  intervals of the discovered controller against CMC (beta 0.5) and SC@64: accuracy
+  difference, matched-budget score difference and token ratio, per store, per backbone and
+  over the split, with the number of candidates it was selected from.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -142,13 +147,75 @@ def heldout_table(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str, list[dic
     return "\n".join(md) + "\n", buf.getvalue(), table
 
 
+def paired_rows(rows: Sequence[Mapping[str, Any]], bootstrap: Mapping[str, Any]
+                ) -> list[dict[str, Any]]:
+    """The discovered controller (beta 0.5, its whole curve) against CMC (beta 0.5) and SC@64:
+    paired bootstrap rows (:mod:`autotts_jax.experiments.compare` columns) per store, per
+    backbone and over the held-out split.  Needs the rows' per-episode ``outcomes``."""
+    from autotts_jax.experiments import compare
+
+    def is_point(r: Mapping[str, Any]) -> bool:
+        if r["method"] == "sc":
+            return int(r["config"].get("max_samples", 0)) == 64
+        return r.get("beta") is not None and abs(float(r["beta"]) - 0.5) < 1e-9
+
+    by: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for r in rows:
+        if "outcomes" in r and r["method"] in (DISCOVERED, "cmc", "sc"):
+            by.setdefault(r["method"], {}).setdefault(f"{r['model']}/{r['dataset']}",
+                                                      []).append(r)
+    curves: dict[str, dict[str, Any]] = {}
+    configs: dict[str, dict[str, str]] = {}
+    for method, stores in by.items():
+        for store, rs in stores.items():
+            point = next((r for r in rs if is_point(r)), None)
+            if point is not None:
+                curves.setdefault(method, {})[store] = compare.curve(rs, point["config"])
+                configs.setdefault(method, {})[store] = json.dumps(point["config"],
+                                                                   sort_keys=True)
+    pairs = [(DISCOVERED, m) for m in ("cmc", "sc") if DISCOVERED in curves and m in curves]
+    if not pairs:
+        return []
+    return compare.pair_rows(curves, configs, pairs,
+                             compare.pools_for(list(curves[DISCOVERED]), "held-out"),
+                             bootstrap, anchors=compare.anchors_from_rows(rows))
+
+
+def _candidates_tried(run_dir: Path) -> int | None:
+    """How many candidates the run's history holds (``index.jsonl``, one line each)."""
+    index = run_dir / "index.jsonl"
+    if not index.is_file():
+        return None
+    return sum(1 for line in index.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def paired_md(prows: Sequence[Mapping[str, Any]], tried: int | None) -> str:
+    """The held-out table's section on the paired comparisons."""
+    from autotts_jax.experiments import compare
+
+    if not prows:
+        return ""
+    r0 = prows[0]
+    many = f"the best of {tried} candidates" if tried else "the best candidate"
+    return "\n".join([
+        "", "## Paired comparisons on the held-out split", "",
+        f"The discovered controller is {many} on the search split, so its search-split "
+        "score is optimistic; this held-out split is the test. Differences are discovered − "
+        f"other on the same (seed, question) episodes: {r0['n_resamples']} paired bootstrap "
+        f"resamples from seed {r0['bootstrap_seed']}, {100 * float(r0['level']):g} % "
+        "percentile intervals (see `autotts-jax compare`). Also in "
+        "`discovered_paired.csv`.", "",
+        compare.table(prows, markdown=True),
+    ])
+
+
 def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log=print
                      ) -> dict[str, Any]:
     """Evaluate ``best_path`` and the baselines on the held-out split; write ``heldout/``."""
     from autotts_jax.engine.simulate import Episodes
+    from autotts_jax.experiments import compare, results
     from autotts_jax.experiments import evaluate as ev
     from autotts_jax.experiments import report as rep
-    from autotts_jax.experiments import results
     from autotts_jax.explorer.loop import limits_of
     from autotts_jax.explorer.sandbox import replay_untrusted
     from autotts_jax.explorer.split import SearchSplit
@@ -177,7 +244,7 @@ def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log
     progress = bool(held.get("progress", False))
     evaluation = dict(conf["evaluation"])
     seeds, boot = ev._check_evaluation(evaluation)
-    rows = ev.run(jobs, evaluation, progress=progress) if jobs else []
+    rows = ev.run(jobs, evaluation, progress=progress, keep_episodes=True) if jobs else []
     # The discovered controller is candidate code: it runs in the sandbox, on stripped
     # copies of the held-out stores (given to this step only), and is scored here.
     loaded = [load_store(path) for _, _, path in stores]
@@ -196,7 +263,7 @@ def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log
                        stop_reasons=tuple(outcome.stop_reasons))
         job = ev.Job(model, dataset, path, None, label, DISCOVERED, list(points))
         rows += ev.job_rows(job, eps, seeds, boot, str(evaluation["cost_model"]), wall,
-                            method=DISCOVERED)
+                            method=DISCOVERED, keep_episodes=True)
     seconds = time.perf_counter() - t0
     meta = {"discovered": best_id, "best_controller": str(best_path), "wall_time_s":
             round(seconds, 2), "seeds": int(conf["evaluation"]["seeds"]),
@@ -204,11 +271,16 @@ def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log
             "bootstrap": dict(conf["evaluation"]["bootstrap"])}
     files = [str(p) for p in results.write(out, "results", rows, meta)]
     try:
-        done = rep.write_report(rows, out, conf.get("plots") or {})
+        done = rep.write_report(rows, out, conf.get("plots") or {}, evaluation["bootstrap"])
         files += [str(f) for f in done["files"]]
     except AutoTTSError as exc:  # e.g. matplotlib missing: the tables still get written
         log(f"discover: report files skipped: {exc}")
     md, csv_text, table = heldout_table(rows)
+    prows = paired_rows(rows, evaluation["bootstrap"])
+    md += paired_md(prows, _candidates_tried(Path(conf["out"])))
+    if prows:
+        files.append(str(atomic_write_text(out / "discovered_paired.csv",
+                                           compare.to_csv(prows))))
     files.append(str(atomic_write_text(out / "heldout_table.md", md)))
     files.append(str(atomic_write_text(out / "heldout_table.csv", csv_text)))
     log(md)
