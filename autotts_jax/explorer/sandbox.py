@@ -14,12 +14,47 @@ its own session (process group) with a scrubbed environment (no API keys; ``HOME
 
 On a limit the whole process group is killed (``SIGKILL``).  Whatever happens, the result is
 an :class:`Outcome`; nothing here raises because of a candidate.
+
+**Containment by the operating system.**  The static checks (:mod:`.static`) are a linter and
+the worker's audit hook is only a tripwire: both run in, or can be reached from, the
+candidate's own interpreter.  The boundary is the process itself.  With bubblewrap (``bwrap``)
+installed and namespaces available (``containment="auto"`` or ``"bwrap"``), the worker runs in
+
+* a mount namespace that shows only the system directories (``/usr``, ``/lib*``, the dynamic
+  loader's files in ``/etc``), the Python installation and virtualenv (read-only), the
+  ``autotts_jax`` package directory (read-only, at its own path), a fresh ``/proc`` and
+  ``/dev``, a small private ``/tmp`` (tmpfs) and the private directory (read-write): not the
+  checkout, its trajectories, the user's home, ``shared/`` or other temporary directories;
+* its own network namespace (no interface but a loopback that nothing listens on), PID
+  namespace (it cannot see or signal the discovery process, nor read its ``environ``), IPC and
+  UTS namespaces, with ``--die-with-parent`` and ``--new-session``;
+* an environment holding only what Python and JAX need (``PATH``, locale, ``HOME`` and
+  ``TMPDIR`` = the private directory, ``PYTHONHASHSEED``, ``JAX_*``/``XLA_*``); JAX runs on the
+  CPU there (no accelerator device nodes are visible);
+* with no capabilities; when the discovery process runs as root, the worker drops to the
+  unprivileged ``nobody`` user before any candidate code runs (root is exempt from
+  ``RLIMIT_NPROC``), so it cannot write to the read-only bind mounts' underlying files either.
+
+Without bwrap, or where namespaces are unavailable (``"auto"`` falls back with one warning
+line; ``"none"`` asks for it), the worker runs as today with resource limits, the scrubbed
+environment and the audit hook only (``rlimits-only``).  The mode used is
+:attr:`Outcome.containment` and goes into the run's ``run.json``.
+
+Resource limits in both modes: ``RLIMIT_AS`` (``memory_mb``), ``RLIMIT_CPU`` (``cpu_s``),
+``RLIMIT_FSIZE`` (``fsize_mb``) and, under bwrap, ``RLIMIT_NPROC`` (``nproc``).
+
+**Feedback is candidate-controlled text.**  Every reason, log tail and refusal the parent
+returns is cut to a fixed length and :func:`redact`-ed: values of the discovery process's
+environment (8 characters or more) and anything shaped like an API key are replaced, so that a
+candidate cannot use the rejection reason (which feeds the next prompt) to carry out a secret.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,12 +68,34 @@ from typing import Any
 
 import numpy as np
 
+from autotts_jax.errors import AutoTTSError
 from autotts_jax.explorer.metrics import FIELDS
 from autotts_jax.explorer.split import SearchSplit
 
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
              "SYSTEMROOT")
 _ENV_PREFIXES = ("JAX_", "XLA_", "CUDA_", "NVIDIA_", "TPU_")
+# Under bwrap only what Python and JAX need: nothing else is mounted for the others to point at.
+_BWRAP_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE")
+_BWRAP_ENV_PREFIXES = ("JAX_", "XLA_")
+
+CONTAINMENTS = ("auto", "bwrap", "none")
+# The unprivileged user a root discovery process hands the worker to (see module docstring).
+NOBODY = 65534
+
+REASON_CHARS = 600  # the error text of a rejection
+TRACEBACK_CHARS = 1200  # the candidate's frames of its traceback, kept from the end
+LOG_CHARS = 2000  # the worker's log tail
+REDACTED = "[redacted]"
+# Shapes of credentials that may sit in files a candidate can read even when the environment
+# it was given holds none: OpenAI/Anthropic-style ``sk-``, GitHub, Hugging Face, AWS, Slack,
+# Google API keys, bearer tokens, and long unbroken hex or base64 runs.
+_KEY_PATTERNS = re.compile(
+    r"sk-[A-Za-z0-9_\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}"
+    r"|hf_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{8,}|AIza[0-9A-Za-z_\-]{30,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}|\b[0-9a-fA-F]{32,}\b|[A-Za-z0-9+/]{40,}={0,2}"
+)
+_SECRET_MIN = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +105,14 @@ class Limits:
     trace_s: float = 120.0
     cpu_s: int = 3600
     memory_mb: int = 8192
+    fsize_mb: int = 1024  # RLIMIT_FSIZE: the largest file the worker may write
+    # RLIMIT_NPROC of the sandbox user (threads count: XLA starts a few per core); 0: automatic,
+    # 256 + 4 per CPU.  Enforced under bwrap, where the worker has a user of its own.
+    nproc: int = 0
+
+
+def _nproc(limits: Limits) -> int:
+    return int(limits.nproc) if limits.nproc > 0 else 256 + 4 * (os.cpu_count() or 1)
 
 
 @dataclass
@@ -64,29 +129,214 @@ class Outcome:
     timing: dict[str, Any] = field(default_factory=dict)
     log_tail: str = ""
     name: str = ""  # the controller's name
+    containment: str = ""  # "bwrap" or "rlimits-only": how the worker was contained
 
 
-def _child_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k in _ENV_KEEP or k.startswith(_ENV_PREFIXES)}
+def _child_env(home: Path, bwrap: bool = False) -> dict[str, str]:
+    keep, prefixes = (_BWRAP_ENV_KEEP, _BWRAP_ENV_PREFIXES) if bwrap else (_ENV_KEEP,
+                                                                          _ENV_PREFIXES)
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith(prefixes)}
     env.update(HOME=str(home), TMPDIR=str(home), PYTHONHASHSEED="0",
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    if bwrap:
+        env["JAX_PLATFORMS"] = "cpu"  # no accelerator device nodes are mounted
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # replaced by _sandbox_cache
     return env
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _secrets() -> list[str]:
+    """Values of this process's environment long enough to be worth hiding, longest first."""
+    vals = {v for v in os.environ.values() if len(v) >= _SECRET_MIN}
+    return sorted(vals, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str] | None = None) -> str:
+    """``text`` with every secret value and every key-shaped string replaced by ``[redacted]``.
+
+    ``secrets`` defaults to the values (of 8 characters or more) of this process's environment:
+    whatever the candidate printed or raised may quote what it read, and the reason is shown to
+    the next proposer.  The key patterns catch credentials read from elsewhere (files).
+    """
+    if not text:
+        return text
+    for v in (_secrets() if secrets is None else secrets):
+        if v in text:
+            text = text.replace(v, REDACTED)
+    return _KEY_PATTERNS.sub(REDACTED, text)
+
+
+def _bound(text: str, n: int, keep: str = "head") -> str:
+    if len(text) <= n:
+        return text
+    cut = len(text) - n
+    if keep == "tail":
+        return f"[{cut} characters cut]..." + text[-n:]
+    return text[:n] + f"...[{cut} characters cut]"
+
+
+def _clean(text: str, n: int, keep: str = "head") -> str:
+    # Redact before cutting (a cut must not split a secret into unrecognisable halves), and
+    # again after (the cut marker cannot form one, but the order costs nothing).
+    return redact(_bound(redact(text), n, keep))
+
+
+# --------------------------------------------------------------------------- containment
+
+_WARNED: dict[str, bool] = {}
+
+
+@functools.cache
+def _bwrap_problem() -> str | None:
+    """Why bwrap cannot contain the worker here (``None`` when it can)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "bubblewrap (bwrap) is not installed"
+    probe = [exe, *_namespace_flags(), "--ro-bind", "/", "/", "--proc", "/proc",
+             "--dev", "/dev", "true"]
+    try:
+        res = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=30, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not be started ({exc})"
+    if res.returncode != 0:
+        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        return f"bwrap cannot create namespaces here ({err[-1] if err else res.returncode})"
+    return None
+
+
+def resolve_containment(requested: str = "auto") -> str:
+    """The containment mode for ``requested`` (``auto``, ``bwrap``, ``none``): ``"bwrap"`` or
+    ``"rlimits-only"``.  ``bwrap`` raises when bubblewrap cannot be used; ``auto`` falls back
+    with one warning line on stderr per process."""
+    if requested not in CONTAINMENTS:
+        raise AutoTTSError(f"sandbox.containment: {requested!r} is not one of "
+                           f"{', '.join(CONTAINMENTS)}")
+    if requested == "none":
+        return "rlimits-only"
+    problem = _bwrap_problem()
+    if problem is None:
+        return "bwrap"
+    if requested == "bwrap":
+        raise AutoTTSError(f"sandbox.containment=bwrap: {problem}")
+    if not _WARNED.get("fallback"):
+        _WARNED["fallback"] = True
+        print(f"warning: {problem}; candidate code runs with resource limits and an audit hook "
+              "only (sandbox.containment=rlimits-only)", file=sys.stderr, flush=True)
+    return "rlimits-only"
+
+
+def _namespace_flags() -> list[str]:
+    # As root, no user namespace: the worker keeps CAP_SETUID/CAP_SETGID only, to become
+    # ``nobody`` itself (a user namespace would map it back to root, exempt from RLIMIT_NPROC).
+    # Unprivileged, bwrap needs a user namespace and drops every capability on its own.
+    if os.geteuid() == 0:
+        return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup-try", "--cap-drop", "ALL",
+                "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["--unshare-all"]
+
+
+def _system_mounts() -> list[str]:
+    """Read-only binds of the system directories (symlinks such as ``/lib -> usr/lib`` are
+    recreated as symlinks) and of the dynamic loader's configuration."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for d in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        args += ["--ro-bind-try", f, f]
+    return args
+
+
+def _python_dirs() -> list[str]:
+    """Directories the worker's interpreter reads: the installation, the virtualenv, every
+    site-packages directory holding a package the worker imports, and ``autotts_jax`` itself
+    (an editable install keeps it inside the checkout: only the package directory is bound)."""
+    import autotts_jax
+
+    dirs = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+            str(Path(autotts_jax.__file__).resolve().parent)}
+    for name in ("jax", "jaxlib", "numpy", "h5py", "ml_dtypes", "opt_einsum", "scipy"):
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                mod = __import__(name)
+            except ImportError:
+                continue
+        if getattr(mod, "__file__", None):
+            dirs.add(str(Path(mod.__file__).resolve().parents[1]))
+    real = sorted({os.path.realpath(d) for d in dirs} | dirs)
+    # Drop directories already inside another bound one.
+    out: list[str] = []
+    for d in real:
+        if os.path.isdir(d) and not any(d.startswith(o.rstrip("/") + "/") for o in out):
+            out.append(d)
+    return out
+
+
+def _sandbox_cache(run_as: int | None) -> str | None:
+    """A compilation cache only sandboxes use, beside the user's ``JAX_COMPILATION_CACHE_DIR``:
+    a candidate may write it, so no trusted process reads what it holds."""
+    base = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if not base:
+        return None
+    path = Path(base).resolve().with_name(Path(base).name + "-sandbox")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            os.chown(path, run_as, run_as)
+    except OSError:
+        return None
+    return str(path)
+
+
+def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[str]:
+    argv = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), "--die-with-parent",
+            "--new-session", "--clearenv"]
+    for k, v in sorted(env.items()):
+        argv += ["--setenv", k, v]
+    argv += _system_mounts()
+    dirs = _python_dirs()
+    # bwrap creates the parents of a mount point as 0700 directories owned by root, which
+    # ``nobody`` could not cross; create them first, searchable.
+    parents = sorted({str(a) for d in [*dirs, str(home), cache or "/"]
+                      for a in Path(d).parents if str(a) != "/"}, key=len)
+    for a in parents:
+        argv += ["--perms", "0755", "--dir", a]
+    for d in dirs:
+        argv += ["--ro-bind", d, d]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 << 20), "--tmpfs", "/tmp"]
+    # CPU topology for XLA's thread pools (read-only; nothing of the user's lives there).
+    argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    argv += ["--bind", str(home), str(home)]
+    if cache is not None:
+        argv += ["--bind", cache, cache, "--setenv", "JAX_COMPILATION_CACHE_DIR", cache]
+    argv += ["--chdir", str(home), "--", sys.executable, "-m", "autotts_jax.explorer.worker",
+             str(home)]
+    return argv
 
 
 def _tail(path: Path, n: int = 15) -> str:
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        with path.open("rb") as f:  # the candidate may have printed gigabytes
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    return "\n".join(lines[-n:])
+    return _clean("\n".join(lines[-n:]), LOG_CHARS, keep="tail")
 
 
 def _read_phase(home: Path) -> tuple[str, float | None]:
     try:
         p = json.loads((home / "phase").read_text())
-        return str(p["phase"]), float(p["time"])
-    except (OSError, ValueError, KeyError):
+        phase = str(p["phase"])  # written by the worker, so possibly by the candidate
+        return (phase if re.fullmatch(r"[a-z_]{1,20}", phase) else "?"), float(p["time"])
+    except (OSError, ValueError, KeyError, TypeError):
         return "start", None
 
 
@@ -122,8 +372,15 @@ def run_candidate(
     n_traces: int = 2,
     trace_rows: int = 24,
     keep_dir: Path | None = None,
+    containment: str = "auto",
 ) -> Outcome:
-    """Validate and evaluate ``source`` in the sandbox; see the module docstring."""
+    """Validate and evaluate ``source`` in the sandbox; see the module docstring.
+
+    ``containment`` is ``auto`` (bwrap when it works here, else resource limits only, with one
+    warning), ``bwrap`` (raise :class:`AutoTTSError` when it cannot be used) or ``none``.
+    """
+    mode = resolve_containment(containment)
+    run_as = NOBODY if mode == "bwrap" and os.geteuid() == 0 else None
     home = Path(tempfile.mkdtemp(prefix="autotts-sandbox-")).resolve()
     try:
         stores = split.private_copy(home)
@@ -138,10 +395,23 @@ def run_candidate(
             "memory_mb": int(limits.memory_mb), "cpu_s": int(limits.cpu_s),
             "conformance": bool(conformance), "determinism": bool(determinism),
             "n_traces": int(n_traces), "trace_rows": int(trace_rows),
-            "forbidden": [str(split.root)],
+            # /proc: the discovery process's environ and command line (rlimits-only mode).
+            "forbidden": [str(split.root), "/proc"],
+            "fsize_mb": int(limits.fsize_mb),
+            "nproc": _nproc(limits) if mode == "bwrap" else 0,
+            "run_as": run_as,
         }
         (home / "request.json").write_text(json.dumps(request))
-        return _supervise(home, limits)
+        if run_as is not None:
+            # The worker becomes ``nobody``: it writes its results into ``home``; the stores
+            # and the request stay root's (readable, not writable).
+            os.chown(home, run_as, run_as)
+            # bwrap runs as root without capabilities (no CAP_DAC_OVERRIDE): it needs the
+            # search permission to enter; nobody else may list the directory.
+            os.chmod(home, 0o711)
+        outcome = _supervise(home, limits, mode, run_as)
+        outcome.containment = mode
+        return outcome
     finally:
         if keep_dir is not None:
             shutil.copytree(home, keep_dir, dirs_exist_ok=True,
@@ -149,14 +419,50 @@ def run_candidate(
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _supervise(home: Path, limits: Limits) -> Outcome:
+def _supervise(home: Path, limits: Limits, mode: str, run_as: int | None) -> Outcome:
+    """Run the worker, apply the wall-clock limits, and turn what it left into an Outcome
+    whose text is bounded and redacted."""
+    out = _run_worker(home, limits, mode, run_as)
+    out.reason = _clean_reason(out.reason)
+    out.denied = [_clean(d, 300) for d in out.denied[:50]]
+    out.opened = [redact(o) for o in out.opened]
+    out.name = _clean(out.name, 80)
+    out.stop_reasons = tuple(_clean(r, 80) for r in out.stop_reasons)
+    return out
+
+
+def _clean_reason(text: str) -> str:
+    """The reason's first part (the error) and its traceback, each cut to a fixed length."""
+    head, sep, rest = text.partition("\n")
+    head = _clean(head, REASON_CHARS)
+    return head + (sep + _clean(rest, TRACEBACK_CHARS, keep="tail") if rest else "")
+
+
+def _signal_of(rc: int | None, mode: str) -> int | None:
+    if rc is None:
+        return None
+    if rc < 0:
+        return -rc
+    if mode == "bwrap" and rc > 128:  # bwrap exits with 128 + the signal that killed the worker
+        return rc - 128
+    return None
+
+
+def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None) -> Outcome:
     log = home / "worker.log"
     t_start = time.monotonic()
+    if mode == "bwrap":
+        env = _child_env(home, bwrap=True)
+        # bwrap itself gets the scrubbed environment too: inside the PID namespace it is
+        # process 1, whose /proc/1/environ the candidate can read.
+        argv = _bwrap_command(home, env, _sandbox_cache(run_as))
+    else:
+        env = _child_env(home)
+        argv = [sys.executable, "-m", "autotts_jax.explorer.worker", str(home)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autotts_jax.explorer.worker", str(home)],
-            cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=_child_env(home), start_new_session=True,
+            argv, cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
         )
         killed: str | None = None
         try:
@@ -186,30 +492,43 @@ def _supervise(home: Path, limits: Limits) -> Outcome:
     result_path = home / "result.json"
     if not result_path.is_file():
         rc = proc.returncode
-        if rc is not None and rc < 0 and -rc == signal.SIGXCPU:
+        sig = _signal_of(rc, mode)
+        if sig == signal.SIGXCPU:
             reason = f"cpu: exceeded the CPU-time limit of {limits.cpu_s}s"
             stage = "cpu"
+        elif sig == signal.SIGXFSZ:
+            stage, reason = "disk", f"disk: wrote a file over the limit of {limits.fsize_mb} MiB"
         elif any(w in tail for w in ("RESOURCE_EXHAUSTED", "bad_alloc", "MemoryError",
                                      "Cannot allocate memory", "out of memory")):
             stage, reason = "memory", f"memory: exceeded the memory limit of {limits.memory_mb} MiB"
         else:
             stage = "crash"
-            sig = f"signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
-            reason = f"crash: the sandbox process died ({sig}) without a result"
+            how = f"signal {sig}" if sig is not None else f"exit status {rc}"
+            reason = f"crash: the sandbox process died ({how}) without a result"
         return Outcome(False, stage, reason + (f"\n{tail}" if tail else ""),
                        timing={"wall": wall}, log_tail=tail)
-    res = json.loads(result_path.read_text())
+    try:
+        res = json.loads(result_path.read_text())
+        if not isinstance(res, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:  # the candidate may have written it
+        return Outcome(False, "crash", f"crash: unreadable result.json ({exc})",
+                       timing={"wall": wall}, log_tail=tail)
     timing = dict(res.get("timing") or {})
     timing["wall"] = wall
     common = dict(opened=list(res.get("opened") or []), denied=list(res.get("denied") or []),
                   timing=timing, log_tail=tail)
     if not res.get("ok"):
         stage = str(res.get("stage") or "error")
+        if not re.fullmatch(r"[a-z_]{1,20}", stage):
+            stage = "error"
         if stage == "memory":
             text = (f"memory: exceeded the memory limit of {limits.memory_mb} MiB "
-                    f"({res.get('error', '')[:300]})")
+                    f"({str(res.get('error', ''))[:300]})")
         else:
-            text = f"{stage}: {res.get('error', '')}"
+            # One line of error (the traceback goes after the first newline).
+            error = " ".join(str(res.get("error", "")).split())
+            text = f"{stage}: {error}"
             tb = str(res.get("traceback") or "").strip()
             if tb and tb not in text:
                 text += "\n" + tb
