@@ -239,7 +239,7 @@ def _namespace_flags() -> list[str]:
     return ["--unshare-all"]
 
 
-def _system_mounts() -> list[str]:
+def system_mounts() -> list[str]:
     """Read-only binds of the system directories (symlinks such as ``/lib -> usr/lib`` are
     recreated as symlinks) and of the dynamic loader's configuration."""
     args = ["--ro-bind", "/usr", "/usr"]
@@ -300,7 +300,7 @@ def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[s
             "--new-session", "--clearenv"]
     for k, v in sorted(env.items()):
         argv += ["--setenv", k, v]
-    argv += _system_mounts()
+    argv += system_mounts()
     dirs = _python_dirs()
     # bwrap creates the parents of a mount point as 0700 directories owned by root, which
     # ``nobody`` could not cross; create them first, searchable.
