@@ -295,24 +295,31 @@ def _sandbox_cache(run_as: int | None) -> str | None:
     return str(path)
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[str]:
     argv = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), "--die-with-parent",
             "--new-session", "--clearenv"]
     for k, v in sorted(env.items()):
         argv += ["--setenv", k, v]
     argv += system_mounts()
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 << 20), "--tmpfs", "/tmp"]
+    # CPU topology for XLA's thread pools (read-only; nothing of the user's lives there).
+    argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     dirs = _python_dirs()
-    # bwrap creates the parents of a mount point as 0700 directories owned by root, which
-    # ``nobody`` could not cross; create them first, searchable.
+    # bwrap creates the missing parents of a mount point as 0700 directories owned by root,
+    # which ``nobody`` could not cross: create them first, searchable (after the /tmp tmpfs,
+    # which would hide them; not inside a read-only mount, where they exist already).
+    ro = ["/usr", *dirs]
     parents = sorted({str(a) for d in [*dirs, str(home), cache or "/"]
-                      for a in Path(d).parents if str(a) != "/"}, key=len)
+                      for a in Path(d).parents
+                      if str(a) != "/" and not any(_inside(str(a), r) for r in ro)}, key=len)
     for a in parents:
         argv += ["--perms", "0755", "--dir", a]
     for d in dirs:
         argv += ["--ro-bind", d, d]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 << 20), "--tmpfs", "/tmp"]
-    # CPU topology for XLA's thread pools (read-only; nothing of the user's lives there).
-    argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     argv += ["--bind", str(home), str(home)]
     if cache is not None:
         argv += ["--bind", cache, cache, "--setenv", "JAX_COMPILATION_CACHE_DIR", cache]
@@ -340,7 +347,35 @@ def _read_phase(home: Path) -> tuple[str, float | None]:
         return "start", None
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(p.name))
+    return out
+
+
 def _kill(proc: subprocess.Popen) -> None:
+    """Kill the worker and everything it started; return when they are gone.
+
+    Under bwrap, ``proc`` is bwrap, whose child is the PID namespace's init: killing that
+    child makes the kernel kill every process in the namespace (forks, daemons that left the
+    process group), and bwrap exits once they are reaped.  Then (and in ``rlimits-only`` mode
+    only this) the process group is killed."""
+    for child in _children(proc.pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -348,10 +383,13 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+_DONE_GRACE_S = 15.0  # from the worker's last word to its exit
+
 _PHASE_HINT = {
     "start": "the sandbox did not start in time (is the machine overloaded?)",
     "load": "running the module, make_params or max_slots does not finish (an endless loop?)",
     "trace": "tracing init/step does not finish (a Python loop that never ends at trace time?)",
+    "done": "the worker reported its result but did not exit (processes left running?)",
 }
 
 
@@ -471,7 +509,8 @@ def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None) -> Ou
                 now = time.monotonic()
                 phase, since = _read_phase(home)
                 in_phase = (time.time() - since) if since is not None else now - t_start
-                limit = {"load": limits.load_s, "trace": limits.trace_s}.get(phase)
+                limit = {"load": limits.load_s, "trace": limits.trace_s,
+                         "done": _DONE_GRACE_S}.get(phase)
                 if now - t_start > limits.wall_s:
                     killed = (f"timeout: exceeded the wall-clock limit of {limits.wall_s:g}s "
                               f"(JIT compilation included) in phase '{phase}'")
