@@ -72,7 +72,7 @@ class SandboxConfig:
     cpu_s: int = 3600  # RLIMIT_CPU of the sandbox process
     memory_mb: int = 8192  # RLIMIT_AS of the sandbox process
     fsize_mb: int = 1024  # RLIMIT_FSIZE: the largest file the sandbox process may write
-    nproc: int = 0  # RLIMIT_NPROC under bwrap (threads count); 0: 256 + 4 per CPU
+    nproc: int = 0  # RLIMIT_NPROC when the worker runs as nobody (threads count); 0: 256+4/CPU
     # auto: bubblewrap namespaces when available, else resource limits only (one warning);
     # bwrap: refuse to run without them; none: resource limits and the audit hook only
     containment: str = "auto"

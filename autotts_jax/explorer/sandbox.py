@@ -41,7 +41,8 @@ environment and the audit hook only (``rlimits-only``).  The mode used is
 :attr:`Outcome.containment` and goes into the run's ``run.json``.
 
 Resource limits in both modes: ``RLIMIT_AS`` (``memory_mb``), ``RLIMIT_CPU`` (``cpu_s``),
-``RLIMIT_FSIZE`` (``fsize_mb``) and, under bwrap, ``RLIMIT_NPROC`` (``nproc``).
+``RLIMIT_FSIZE`` (``fsize_mb``) and, when the worker runs as ``nobody``, ``RLIMIT_NPROC``
+(``nproc``).
 
 **Feedback is candidate-controlled text.**  Every reason, log tail and refusal the parent
 returns is cut to a fixed length and :func:`redact`-ed: values of the discovery process's
@@ -52,6 +53,7 @@ candidate cannot use the rejection reason (which feeds the next prompt) to carry
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -107,7 +109,9 @@ class Limits:
     memory_mb: int = 8192
     fsize_mb: int = 1024  # RLIMIT_FSIZE: the largest file the worker may write
     # RLIMIT_NPROC of the sandbox user (threads count: XLA starts a few per core); 0: automatic,
-    # 256 + 4 per CPU.  Enforced under bwrap, where the worker has a user of its own.
+    # 256 + 4 per CPU.  Set when the worker has a user of its own (a root discovery process
+    # under bwrap hands it to ``nobody``); for any other user it would count all their
+    # processes.
     nproc: int = 0
 
 
@@ -262,14 +266,9 @@ def _python_dirs() -> list[str]:
     dirs = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
             str(Path(autotts_jax.__file__).resolve().parent)}
     for name in ("jax", "jaxlib", "numpy", "h5py", "ml_dtypes", "opt_einsum", "scipy"):
-        mod = sys.modules.get(name)
-        if mod is None:
-            try:
-                mod = __import__(name)
-            except ImportError:
-                continue
-        if getattr(mod, "__file__", None):
-            dirs.add(str(Path(mod.__file__).resolve().parents[1]))
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.add(str(Path(spec.origin).resolve().parents[1]))
     real = sorted({os.path.realpath(d) for d in dirs} | dirs)
     # Drop directories already inside another bound one.
     out: list[str] = []
@@ -436,7 +435,8 @@ def run_candidate(
             # /proc: the discovery process's environ and command line (rlimits-only mode).
             "forbidden": [str(split.root), "/proc"],
             "fsize_mb": int(limits.fsize_mb),
-            "nproc": _nproc(limits) if mode == "bwrap" else 0,
+            # Only for a user of its own: RLIMIT_NPROC counts every process of the real user.
+            "nproc": _nproc(limits) if run_as is not None else 0,
             "run_as": run_as,
         }
         (home / "request.json").write_text(json.dumps(request))
