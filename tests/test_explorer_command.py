@@ -4,7 +4,6 @@ with history feedback, export, and the held-out evaluation at the end."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -155,8 +154,20 @@ echo "cwd $(pwd)"
 '''
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None,
-                    reason="bubblewrap (bwrap) is not installed; .ci/run installs it")
+def _bwrap_problem() -> str | None:
+    from autotts_jax.errors import AutoTTSError
+    from autotts_jax.explorer.sandbox import resolve_containment
+
+    try:
+        resolve_containment("bwrap")
+    except AutoTTSError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.skipif(_bwrap_problem() is not None,
+                    reason=f"bubblewrap unavailable here ({_bwrap_problem()}); .ci/run "
+                           "installs it")
 def test_isolated_agent_sees_the_prompt_and_the_search_stores_only(tmp_path, monkeypatch):
     from conftest import REPO_ROOT, SHARED_DIR, TRAJECTORIES_DIR
 

@@ -252,7 +252,10 @@ def system_mounts() -> list[str]:
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
-    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+    # Debian's system Python links its sitecustomize into /etc/python3.X.
+    py_etc = f"/etc/python{sys.version_info.major}.{sys.version_info.minor}"
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+              py_etc):
         args += ["--ro-bind-try", f, f]
     return args
 
