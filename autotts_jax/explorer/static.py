@@ -173,6 +173,13 @@ def _dotted(node: ast.AST) -> str:
         return "?"
 
 
+# Forbidden attribute names that no honest string spells (unlike "load", "config" or "debug",
+# which make ordinary dictionary keys and stop reasons).
+_INTERNAL_ATTRIBUTES = frozenset({
+    "gi_frame", "gi_code", "f_globals", "f_locals", "f_back", "f_builtins", "co_code",
+    "tb_frame", "tb_next", "cr_frame", "ag_frame", "modules", "pure_callback", "io_callback",
+    "host_callback", "live_arrays", "live_buffers", "get_type_hints", "unsafe_buffer_pointer",
+})
 _FORMAT_ATTRIBUTE = re.compile(r"\{[^{}]*\.[A-Za-z_]")
 _PRIVATE_NAME = re.compile(r"\s*_[A-Za-z0-9_]*\s*")
 
@@ -338,7 +345,7 @@ class _Checker(ast.NodeVisitor):
             if "__" in value:
                 self._bad(node, f"the string {value.strip()[:40]!r} names interpreter "
                                 "internals")
-            elif _PRIVATE_NAME.fullmatch(value) or value.strip() in FORBIDDEN_ATTRIBUTES:
+            elif _PRIVATE_NAME.fullmatch(value) or value.strip() in _INTERNAL_ATTRIBUTES:
                 self._bad(node, f"the string {value.strip()[:40]!r} names a private or "
                                 "forbidden attribute")
             elif _FORMAT_ATTRIBUTE.search(value):
