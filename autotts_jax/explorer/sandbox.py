@@ -54,11 +54,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -330,11 +332,33 @@ def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[s
     return argv
 
 
-def _tail(path: Path, n: int = 15) -> str:
+def _read_private(path: Path, limit: int, *, last: bool = False) -> bytes:
+    """At most ``limit`` bytes (the last ones with ``last``) of a file in the private directory.
+
+    The candidate can write there: it may have replaced the file with a symlink to one of the
+    user's files (which this process, not the sandbox, would read), with a FIFO (which would
+    block), or made it huge.  Only a regular file is read, without following links."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        with path.open("rb") as f:  # the candidate may have printed gigabytes
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
-            lines = f.read().decode("utf-8", "replace").splitlines()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        if st.st_size > limit and not last:
+            raise OSError(f"{path.name} is larger than {limit} bytes")
+        if last:
+            os.lseek(fd, max(0, st.st_size - limit), os.SEEK_SET)
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:  # the candidate may have printed gigabytes
+        lines = _read_private(path, 64 * 1024, last=True).decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
     return _clean("\n".join(lines[-n:]), LOG_CHARS, keep="tail")
@@ -342,7 +366,7 @@ def _tail(path: Path, n: int = 15) -> str:
 
 def _read_phase(home: Path) -> tuple[str, float | None]:
     try:
-        p = json.loads((home / "phase").read_text())
+        p = json.loads(_read_private(home / "phase", 4096))
         phase = str(p["phase"])  # written by the worker, so possibly by the candidate
         return (phase if re.fullmatch(r"[a-z_]{1,20}", phase) else "?"), float(p["time"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -455,7 +479,8 @@ def run_candidate(
         return outcome
     finally:
         if keep_dir is not None:
-            shutil.copytree(home, keep_dir, dirs_exist_ok=True,
+            # symlinks=True: links the candidate left are copied as links, not followed.
+            shutil.copytree(home, keep_dir, dirs_exist_ok=True, symlinks=True,
                             ignore=shutil.ignore_patterns("*.h5"))
         shutil.rmtree(home, ignore_errors=True)
 
@@ -550,15 +575,36 @@ def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None) -> Ou
         return Outcome(False, stage, reason + (f"\n{tail}" if tail else ""),
                        timing={"wall": wall}, log_tail=tail)
     try:
-        res = json.loads(result_path.read_text())
-        if not isinstance(res, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError) as exc:  # the candidate may have written it
-        return Outcome(False, "crash", f"crash: unreadable result.json ({exc})",
+        return _from_result(home, limits, wall, tail)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # the candidate may have written it
+        return Outcome(False, "crash", f"crash: unreadable or malformed result ({exc})",
                        timing={"wall": wall}, log_tail=tail)
-    timing = dict(res.get("timing") or {})
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` if it is a number or a list of numbers (timings), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                       for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+def _from_result(home: Path, limits: Limits, wall: float, tail: str) -> Outcome:
+    res = json.loads(_read_private(home / "result.json", 64 << 20))
+    if not isinstance(res, dict):
+        raise ValueError("result.json does not hold an object")
+    raw = res.get("timing") if isinstance(res.get("timing"), dict) else {}
+    timing: dict[str, Any] = {}
+    for k, v in raw.items():
+        if (num := _numbers(v)) is not None:
+            timing[str(k)[:40]] = num
     timing["wall"] = wall
-    common = dict(opened=list(res.get("opened") or []), denied=list(res.get("denied") or []),
+    common = dict(opened=[str(o) for o in list(res.get("opened") or [])[:2000]],
+                  denied=[str(d) for d in list(res.get("denied") or [])[:50]],
                   timing=timing, log_tail=tail)
     if not res.get("ok"):
         stage = str(res.get("stage") or "error")
@@ -575,8 +621,9 @@ def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None) -> Ou
             if tb and tb not in text:
                 text += "\n" + tb
         return Outcome(False, stage, text, **common)
-    with np.load(home / "episodes.npz") as z:
+    with np.load(io.BytesIO(_read_private(home / "episodes.npz", 1 << 30))) as z:
         arrays = {f: np.asarray(z[f]) for f in FIELDS}
-    return Outcome(True, "ok", "", arrays=arrays, stop_reasons=tuple(res["stop_reasons"]),
-                   needs=list(res["needs"]), traces=list(res.get("traces") or []),
+    return Outcome(True, "ok", "", arrays=arrays,
+                   stop_reasons=tuple(str(r) for r in res["stop_reasons"]),
+                   needs=[int(n) for n in res["needs"]], traces=list(res.get("traces") or []),
                    name=str(res.get("name") or ""), **common)

@@ -5,7 +5,8 @@ Each module is a candidate written as an attacker would write it (its header say
 attempts), with a payload that is observable if it succeeds: a marker file at a path outside
 the sandbox (``@MARKER@``, replaced by a path under the test's temporary directory, plus fixed
 paths in /tmp, the home and the checkout), a secret of this process's environment in the
-rejection reason, a connection to a listener of this test (``@PORT@``), a surviving process.
+rejection reason, the content of a credentials file of the user's (``@SECRET_FILE@``), a
+connection to a listener of this test (``@PORT@``), a surviving process.
 
 Every module is checked twice: with the static checks on (the linter's verdict; a module it
 passes goes on to the sandbox, as in the discovery loop) and with the static checks bypassed,
@@ -77,6 +78,9 @@ EXPECTED: dict[str, tuple[str | None, str, str]] = {
     "pure_callback_alias": ("use of 'vars' is not allowed", "load",
                             r"CpuCallback error.*sandbox: writing \S+ is not allowed"),
     "signal_parent": (TYPING_SYS, "load", r"signals: \['1: \[Errno 1\] Operation not permitted"),
+    "symlink_result": (TYPING_SYS, "crash",
+                       r"crash: unreadable or malformed result \(\[Errno 40\] Too many levels "
+                       r"of symbolic links"),
     "trace_loop": (None, "timeout", r"phase 'trace' exceeded its limit of 3s.*process group "
                                     r"was killed"),
     "typing_sys_system": (TYPING_SYS, "load", r"sandbox: os\.system is not allowed"),
@@ -166,8 +170,14 @@ def test_attack_is_contained(name, split, tmp_path, monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     listener.setblocking(False)
+    # A credentials file of the user's (outside the sandbox), neither in the environment nor
+    # shaped like a key: only not reading it keeps it out of the reason.
+    file_secret = "token-in-a-file-" + secrets.token_hex(8)
+    secret_file = tmp_path / "credentials"
+    secret_file.write_text(f'{{"ok": false, "stage": "load", "error": "{file_secret}"}}')
     source = ((HERE / f"{name}.py").read_text().replace("@MARKER@", str(marker))
-              .replace("@PORT@", str(listener.getsockname()[1])))
+              .replace("@PORT@", str(listener.getsockname()[1]))
+              .replace("@SECRET_FILE@", str(secret_file)))
     lint, stage, pattern = EXPECTED[name]
 
     report = check_source(source)
@@ -194,6 +204,7 @@ def test_attack_is_contained(name, split, tmp_path, monkeypatch):
     assert re.search(pattern, out.reason, re.S), out.reason
     everything = "\n".join([out.reason, out.log_tail, *out.denied, *out.opened])
     assert secret not in everything and plain_secret not in everything
+    assert file_secret not in everything
     assert not marker.exists()
     assert not [m for m in FIXED_MARKERS if m.exists()]
     assert not connected
