@@ -48,6 +48,8 @@ Resource limits in both modes: ``RLIMIT_AS`` (``memory_mb``), ``RLIMIT_CPU`` (``
 returns is cut to a fixed length and :func:`redact`-ed: values of the discovery process's
 environment (8 characters or more) and anything shaped like an API key are replaced, so that a
 candidate cannot use the rejection reason (which feeds the next prompt) to carry out a secret.
+The files the worker leaves are read as regular files only, without following symbolic links
+(:func:`_read_private`): the candidate can write there, and this process can read more.
 """
 
 from __future__ import annotations
