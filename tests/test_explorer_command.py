@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,70 @@ def test_command_timeout_and_bad_modules(tmp_path):
     bad.write_text("X = 1\nCONTROLLER = X\n")
     with pytest.raises(AutoTTSError, match="must define CONTROLLER = Controller"):
         load_controller_module(bad)
+
+
+def test_the_agent_directory_holds_the_prompt_only():
+    p = CommandProposer({"command": "ls -A; cat prompt.md"})
+    assert p.propose("THE PROMPT", round=0, candidate=0, seed=0) == "prompt.md\nTHE PROMPT"
+
+
+# An agent that reports what it can reach: the prompt, the search stores, the held-out stores,
+# shared/, the checkout, the user's home, and whether it can write to a store.
+PROBE_AGENT = r'''
+for name in prompt.md "$P_SEARCH" "$P_HELDOUT" "$P_SHARED" "$P_README" "$P_HOMEFILE"; do
+  if [ -r "$name" ]; then echo "sees $name"; else echo "hidden $name"; fi
+done
+if [ -d "$P_SHARED_PARENT/shared" ]; then echo "sees shared dir"; else echo "hidden shared dir"; fi
+if ( : >> "$P_SEARCH" ) 2>/dev/null; then echo "store writable"; else echo "store read-only"; fi
+echo "key ${OPENAI_API_KEY:-none}"
+echo "cwd $(pwd)"
+'''
+
+
+def _bwrap_problem() -> str | None:
+    from autotts_jax.errors import AutoTTSError
+    from autotts_jax.explorer.sandbox import resolve_containment
+
+    try:
+        resolve_containment("bwrap")
+    except AutoTTSError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.skipif(_bwrap_problem() is not None,
+                    reason=f"bubblewrap unavailable here ({_bwrap_problem()}); .ci/run "
+                           "installs it")
+def test_isolated_agent_sees_the_prompt_and_the_search_stores_only(tmp_path, monkeypatch):
+    from conftest import REPO_ROOT, SHARED_DIR, TRAJECTORIES_DIR
+
+    from autotts_jax.explorer.split import SearchSplit
+
+    split = SearchSplit(TRAJECTORIES_DIR)
+    home_file = Path.home() / ".autotts-agent-probe"
+    home_file.write_text("private")
+    env = {"P_SEARCH": split.path(split.models[0]),
+           "P_HELDOUT": TRAJECTORIES_DIR.resolve() / split.models[0] / "aime25.h5",
+           "P_SHARED": SHARED_DIR, "P_SHARED_PARENT": SHARED_DIR.parent,
+           "P_README": REPO_ROOT / "README.md", "P_HOMEFILE": home_file,
+           "OPENAI_API_KEY": "sk-agent-needs-its-key"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    try:
+        plain = CommandProposer({"command": PROBE_AGENT}).propose(
+            "x", round=0, candidate=0, seed=0)
+        isolated = CommandProposer({"command": PROBE_AGENT, "isolate": True},
+                                   split.paths()).propose("x", round=0, candidate=0, seed=0)
+    finally:
+        home_file.unlink()
+    # Without isolation the agent reaches what the user reaches.
+    assert f"sees {env['P_HELDOUT']}" in plain and f"sees {home_file}" in plain
+    lines = isolated.splitlines()
+    assert "sees prompt.md" in lines
+    assert f"sees {env['P_SEARCH']}" in lines
+    for hidden in ("P_HELDOUT", "P_SHARED", "P_README"):
+        assert f"hidden {env[hidden]}" in lines, (hidden, isolated)
+    assert f"hidden {home_file}" in lines
+    assert "hidden shared dir" in lines
+    assert "store read-only" in lines
+    assert "key sk-agent-needs-its-key" in lines  # the environment is passed through

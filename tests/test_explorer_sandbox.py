@@ -49,6 +49,44 @@ STATIC_REJECTIONS = [
     ("global", VALID + "\ndef f():\n    global X\n", "'global' is not allowed"),
     ("no CONTROLLER", VALID.replace("CONTROLLER = Controller(", "CTRL = Controller("),
      "must define CONTROLLER"),
+    # modules reached as attributes of allowed modules
+    ("from typing import sys", "from typing import sys\n" + VALID,
+     "importing 'sys' from 'typing' is not allowed"),
+    ("from dataclasses import builtins", "from dataclasses import builtins\n" + VALID,
+     "importing 'builtins' from 'dataclasses' is not allowed"),
+    ("from-import of a module", "from typing import collections\n" + VALID,
+     "typing.collections is the module 'collections', which is not allowed"),
+    ("attribute chain to a module", "import typing\n" + VALID + "\nX = typing.collections.abc\n",
+     "'typing.collections' is the module 'collections', which is not allowed"),
+    ("alias of a host callback", "from jax import pure_callback as pc\n" + VALID,
+     "importing 'pure_callback' from 'jax' is not allowed"),
+    ("module as a value", "import jax.numpy as jnp\n" + VALID + "\nM = jnp\n",
+     "the module 'jnp' may only be used as jnp.<name>"),
+    # attributes read without attribute syntax
+    ("match class pattern", VALID + "\nmatch 1:\n    case object(__globals__=g):\n        pass\n",
+     "the class pattern keyword '__globals__'"),
+    ("match private keyword", VALID + "\nmatch 1:\n    case int(_x=y):\n        pass\n",
+     "the class pattern keyword '_x'"),
+    ("dunder keyword argument", VALID + "\nX = dict(__globals__=1)\n",
+     "the keyword argument '__globals__'"),
+    ("dunder built at run time", VALID + "\nX = '__glob' + 'als__'\n", "interpreter internals"),
+    ("private name string", VALID + "\nX = '_getframe'\n", "names a private or forbidden"),
+    ("forbidden attribute string", VALID + "\nX = 'f_back'\n", "names a private or forbidden"),
+    ("format-string attribute", VALID + "\nX = '{0.real}'.format(1)\n", "reads an attribute"),
+    # array writers, interpreter modules, evaluated annotations, other objects of the process
+    ("ndarray.dump", "import numpy as np\n" + VALID + "\nnp.zeros(3).dump('x')\n",
+     "attribute 'dump'"),
+    ("ndarray.tofile", "import numpy as np\n" + VALID + "\nnp.zeros(3).tofile('x')\n",
+     "attribute 'tofile'"),
+    ("ndarray.tobytes", "import numpy as np\n" + VALID + "\nX = np.zeros(3).tobytes()\n",
+     "attribute 'tobytes'"),
+    *[(f"name {m}", VALID + f"\nX = {m}\n", f"use of {m!r}")
+      for m in ("sys", "gc", "weakref", "inspect", "pickle", "h5py")],
+    ("sys.modules", "import jax\n" + VALID + "\nX = jax.modules\n", "attribute 'modules'"),
+    ("get_type_hints", "import typing\n" + VALID + "\nX = typing.get_type_hints\n",
+     "attribute 'get_type_hints'"),
+    ("live_arrays", "import jax\n" + VALID + "\nX = jax.live_arrays()\n",
+     "attribute 'live_arrays'"),
 ]
 
 
@@ -73,6 +111,11 @@ def test_static_checks_accept_the_baselines_and_generated_modules():
     from autotts_jax.explorer.family import CMC_GENOME
 
     assert check_source(VALID).ok
+    honest = ("import jax\nimport jax.numpy as jnp\nfrom jax import lax, random\n" + VALID
+              + "\nK = random.split(jax.random.PRNGKey(0))\nN = jnp.linalg.norm(jnp.ones(2))\n"
+              "T = jax.tree_util.tree_map(lambda x: x, {'a': 1})\nL = lax.max(1, 2)\n"
+              "S = f'{N:.3f}'\n")
+    assert check_source(honest).ok, check_source(honest).message()
     root = Path(C.__file__).parent
     for name, var in (("cmc", "CMC"), ("asc", "ASC"), ("esc", "ESC"), ("sc", "SC"),
                       ("parallel_probe", "PARALLEL_PROBE")):

@@ -47,6 +47,10 @@ class CommandExplorerConfig:
     name: str = "command"
     command: str = MISSING  # run by /bin/sh: prompt on stdin, answer on stdout
     timeout_s: float = 900.0
+    # Run the command in a bwrap mount namespace: system directories, the prompt directory and
+    # the search stores (read-only), plus isolate_binds; network and environment kept.
+    isolate: bool = False
+    isolate_binds: list[str] = field(default_factory=list)  # extra read-only paths (the CLI)
 
 
 @dataclass
@@ -67,6 +71,11 @@ class SandboxConfig:
     trace_s: float = 120.0  # tracing init/step once
     cpu_s: int = 3600  # RLIMIT_CPU of the sandbox process
     memory_mb: int = 8192  # RLIMIT_AS of the sandbox process
+    fsize_mb: int = 1024  # RLIMIT_FSIZE: the largest file the sandbox process may write
+    nproc: int = 0  # RLIMIT_NPROC when the worker runs as nobody (threads count); 0: 256+4/CPU
+    # auto: bubblewrap namespaces when available, else resource limits only (one warning);
+    # bwrap: refuse to run without them; none: resource limits and the audit hook only
+    containment: str = "auto"
     conformance: bool = True  # run engine.check.check_controller in the sandbox
     determinism: bool = True  # run the first store twice and compare
     # replay in a second sandbox on counterfactual stores (engine.noninterference): a

@@ -42,7 +42,7 @@ from autotts_jax.explorer.context import (
 )
 from autotts_jax.explorer.history import History
 from autotts_jax.explorer.invariants import check_store
-from autotts_jax.explorer.sandbox import Limits, run_candidate
+from autotts_jax.explorer.sandbox import Limits, resolve_containment, run_candidate
 from autotts_jax.explorer.split import SearchSplit, held_out_guard
 from autotts_jax.explorer.static import check_source
 
@@ -71,14 +71,25 @@ def run_spec(conf: Mapping[str, Any], models: Sequence[str]) -> dict[str, Any]:
         "monotone_tolerance": float(conf["score"]["monotone_tolerance"]),
         "floor_reads": int(conf["score"]["floor_reads"]),
         "baselines": sorted((conf.get("controller") or {}).keys()),
+        "containment": containment_of(conf),
     }
+
+
+def containment_of(conf: Mapping[str, Any]) -> str:
+    """How candidate code is contained in this run: ``bwrap`` or ``rlimits-only`` (see
+    :mod:`autotts_jax.explorer.sandbox`); ``in-process`` for ``evolve``, whose candidates are
+    the trusted family evaluated in this process."""
+    if str(conf["explorer"].get("name") or "") == "evolve":
+        return "in-process"
+    return resolve_containment(str(conf["sandbox"].get("containment", "auto")))
 
 
 def limits_of(conf: Mapping[str, Any]) -> Limits:
     s = conf["sandbox"]
     return Limits(wall_s=float(s["wall_s"]), load_s=float(s["load_s"]),
                   trace_s=float(s["trace_s"]), cpu_s=int(s["cpu_s"]),
-                  memory_mb=int(s["memory_mb"]))
+                  memory_mb=int(s["memory_mb"]), fsize_mb=int(s.get("fsize_mb", 1024)),
+                  nproc=int(s.get("nproc", 0)))
 
 
 # --------------------------------------------------------------------------- assessment
@@ -158,14 +169,15 @@ def _evaluate_source(ctx: SearchContext, conf: Mapping[str, Any], history: Histo
         determinism=bool(sb["determinism"]), non_interference=bool(sb["non_interference"]),
         n_traces=int(conf["prompt"]["traces"]), trace_rows=int(conf["prompt"]["trace_rows"]),
         max_branch=ctx.max_branch, datas=ctx.datas, seed=int(conf.get("seed", 0)) + 1000 * r + c,
-        **ctx.sim_kw(),
+        containment=str(sb.get("containment", "auto")), **ctx.sim_kw(),
     )
     seconds["sandbox"] = time.perf_counter() - t0
     if "eval" in outcome.timing:
         seconds["eval"] = float(outcome.timing["eval"])
     validation["sandbox"] = {"ok": outcome.ok, "stage": outcome.stage, "reason": outcome.reason,
                              "timing": outcome.timing, "denied": outcome.denied,
-                             "opened": outcome.opened, "log_tail": outcome.log_tail}
+                             "opened": outcome.opened, "log_tail": outcome.log_tail,
+                             "containment": outcome.containment}
     if not outcome.ok:
         history.write(r, c, "validation.json", validation)
         return _record(r, c, backend, outcome.stage, outcome.reason, {}, source, seconds)
@@ -397,7 +409,7 @@ def run_loop(conf: Mapping[str, Any], log: Log = _log) -> dict[str, Any]:
     if conf["explorer"]["name"] != "evolve":
         from autotts_jax.explorer.proposers import make_proposer
 
-        proposer = make_proposer(conf["explorer"])
+        proposer = make_proposer(conf["explorer"], split.paths())
     with held_out_guard():
         ctx = load_context(split, seeds=range(int(conf["seeds"])), betas=conf["betas"],
                            cost_model=str(conf["cost_model"]),

@@ -5,8 +5,13 @@
   variable, temperature, a per-candidate seed, a timeout, and retries with exponential backoff
   on timeouts, connection errors, 408/409/429 and 5xx (honouring ``Retry-After``).
 * ``command`` -- an external agent CLI: the prompt on stdin, the answer on stdout
-  (``claude -p``, ``codex exec -``, a script), run in an empty temporary directory, in its own
-  process group, killed at the timeout.
+  (``claude -p``, ``codex exec -``, a script), run in a fresh temporary directory that holds
+  only the prompt (``prompt.md``), in its own process group, killed at the timeout.  It runs
+  as the user, with the user's environment (it needs its API key): without ``isolate`` it can
+  read and write whatever the user can.  With ``isolate=true`` it runs under bubblewrap in a
+  mount namespace that shows only the system directories, ``/etc``, a private ``/tmp``, the
+  prompt directory and the search split's stores (read-only), and ``isolate_binds``; its
+  network is kept (``--share-net``) and so is its environment.
 * ``replay`` -- the responses recorded in an earlier run's history, for reproducing a run.
 
 The ``evolve`` explorer needs no proposer (see :mod:`autotts_jax.explorer.evolve`).  Every
@@ -18,13 +23,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,19 +140,33 @@ def _content(payload: Mapping[str, Any]) -> str:
 class CommandProposer:
     name = "command"
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+    def __init__(self, cfg: Mapping[str, Any], search_stores: Sequence[str | Path] = ()) -> None:
         self.command = str(cfg.get("command") or "")
         if not self.command.strip():
             raise AutoTTSError("explorer.command: give the agent command, e.g. "
                                "explorer.command='claude -p'")
         self.timeout = float(cfg.get("timeout_s", 900))
+        self.isolate = bool(cfg.get("isolate", False))
+        self.binds = [str(b) for b in (cfg.get("isolate_binds") or [])]
+        self.stores = [str(Path(p).resolve()) for p in search_stores]
+        if self.isolate and shutil.which("bwrap") is None:
+            raise AutoTTSError("explorer.isolate=true needs bubblewrap (bwrap), which is not "
+                               "installed (e.g. apt-get install bubblewrap)")
+
+    def argv(self, cwd: str) -> list[str]:
+        """The process to start: ``/bin/sh -c COMMAND``, under bwrap when isolated."""
+        shell = ["/bin/sh", "-c", self.command]
+        if not self.isolate:
+            return shell
+        return [*isolate_argv(cwd, self.stores, self.binds), *shell]
 
     def propose(self, prompt: str, *, round: int, candidate: int, seed: int) -> str:
         env = dict(os.environ, AUTOTTS_ROUND=str(round), AUTOTTS_CANDIDATE=str(candidate),
                    AUTOTTS_SEED=str(seed))
         with tempfile.TemporaryDirectory(prefix="autotts-agent-") as cwd:
+            Path(cwd, "prompt.md").write_text(prompt, encoding="utf-8")
             proc = subprocess.Popen(
-                self.command, shell=True, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                self.argv(cwd), cwd=cwd, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             )
             try:
@@ -169,6 +189,33 @@ class CommandProposer:
         return text
 
 
+def isolate_argv(cwd: str, stores: Sequence[str], binds: Sequence[str]) -> list[str]:
+    """bwrap's arguments for an isolated agent: its own mount, PID, IPC and UTS namespaces,
+    the network and the environment kept (the agent talks to its API with its key).
+
+    Visible: ``/usr`` and the ``/bin``, ``/lib*`` links, ``/etc`` (DNS, certificates), a fresh
+    ``/proc`` and ``/dev``, a private ``/tmp``, the prompt directory and the search stores
+    (read-only), and each of ``binds`` (read-only).  Not visible: the checkout, its
+    trajectories (held-out stores included), the user's home, ``shared/``, other temporary
+    directories.  As root, every capability is dropped.
+    """
+    from autotts_jax.explorer.sandbox import system_mounts
+
+    argv = ["bwrap", "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    if os.geteuid() == 0:
+        argv += ["--cap-drop", "ALL"]
+    argv += system_mounts()
+    argv += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+             "--tmpfs", "/tmp"]
+    for b in binds:
+        b = str(Path(b).expanduser())
+        argv += ["--ro-bind-try", b, b]
+    for store in stores:
+        argv += ["--ro-bind", store, store]
+    argv += ["--ro-bind", cwd, cwd, "--chdir", cwd, "--"]
+    return argv
+
+
 class ReplayProposer:
     name = "replay"
 
@@ -185,12 +232,13 @@ class ReplayProposer:
         return path.read_text(encoding="utf-8")
 
 
-def make_proposer(cfg: Mapping[str, Any]):
+def make_proposer(cfg: Mapping[str, Any], search_stores: Sequence[str | Path] = ()):
+    """The proposer named by ``cfg``; ``search_stores`` are what an isolated command sees."""
     kind = str(cfg.get("name") or "")
     if kind == "openai":
         return OpenAIProposer(cfg)
     if kind == "command":
-        return CommandProposer(cfg)
+        return CommandProposer(cfg, search_stores)
     if kind == "replay":
         return ReplayProposer(cfg)
     raise AutoTTSError(f"explorer.name: unknown proposer {kind!r} "

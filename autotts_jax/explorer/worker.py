@@ -136,12 +136,27 @@ def _candidate_traceback(exc: BaseException, limit: int = 24) -> str:
     return "\n".join(text.splitlines()[-limit:])
 
 
-def _limits(memory_mb: int, cpu_s: int) -> None:
+def _limits(memory_mb: int, cpu_s: int, *, fsize_mb: int = 0, nproc: int = 0,
+            run_as: int | None = None) -> None:
+    """Resource limits on this process (inherited by anything it starts), then, when the parent
+    asks (a root discovery process under bwrap), become the unprivileged ``run_as`` user:
+    ``RLIMIT_NPROC`` does not bind root, and root could write files it merely reads now."""
     if memory_mb > 0:
         b = int(memory_mb) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (b, b))
     if cpu_s > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_s), int(cpu_s) + 5))
+    if fsize_mb > 0:
+        b = int(fsize_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (b, b))
+    if nproc > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
+    if run_as is not None:
+        os.setgroups([])
+        os.setresgid(run_as, run_as, run_as)
+        os.setresuid(run_as, run_as, run_as)
+        if os.getuid() != run_as or os.geteuid() != run_as:
+            raise SystemExit(f"could not drop privileges to uid {run_as}")
 
 
 def _is_memory_error(exc: BaseException) -> bool:
@@ -263,7 +278,9 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
     * ``trace``: execution traces of the picked episodes (``result.json``'s ``traces``).
     """
     req = json.loads((home / "request.json").read_text())
-    _limits(int(req.get("memory_mb", 0)), int(req.get("cpu_s", 0)))
+    _limits(int(req.get("memory_mb", 0)), int(req.get("cpu_s", 0)),
+            fsize_mb=int(req.get("fsize_mb", 0)), nproc=int(req.get("nproc", 0)),
+            run_as=req.get("run_as"))
     sys.dont_write_bytecode = True
     mode = str(req.get("mode", "evaluate"))
     phase = "start"
