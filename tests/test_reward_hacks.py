@@ -114,17 +114,30 @@ def _sandbox_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("autotts-sandbox-*")}
 
 
+ESCAPES = ("typing_sys_system", "numpy_dump", "write_outside", "frame_walk_unhook")
+
+
 def test_discover_rejects_every_hack(tmp_path):
+    """The reward hacks and a few escapes of the red-team corpus, as an LLM's replies."""
     before = _sandbox_dirs()
+    marker = tmp_path / "escaped.txt"
+    redteam = Path(__file__).parent / "redteam"
+    sources = [*HACKS.values(), *(
+        (redteam / f"{name}.py").read_text().replace("@MARKER@", str(marker))
+        for name in ESCAPES)]
     out = tmp_path / "run"
-    with ChatServer([fenced(src) for src in HACKS.values()]) as server:
+    with ChatServer([fenced(src) for src in sources]) as server:
         rc = main(["discover", "explorer=openai", f"explorer.base_url={server.url}",
-                   "explorer.model=test-model", "rounds=1", f"candidates={len(HACKS)}",
+                   "explorer.model=test-model", "rounds=1", f"candidates={len(sources)}",
                    "seeds=1", "betas=[0.0,1.0]", "controller=[sc]", "heldout.enabled=false",
                    "prompt.traces=0", "prompt.examples=false", f"out={out}"])
     assert rc == 0
     index = read_index(out)
-    assert len(index) == len(HACKS)
+    assert len(index) == len(sources)
     assert all(r["status"] == "rejected" and r["reason"] for r in index), index
     assert not (out / "best_controller.py").exists()
-    assert _sandbox_dirs() <= before  # every sandbox directory was removed
+    assert not marker.exists()
+    # nothing was created outside the run directory: the temporary directory holds only the
+    # run, and every sandbox directory was removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert _sandbox_dirs() <= before

@@ -48,6 +48,7 @@ def save_stripped(data: ReplayData, path: str | Path, decoy: int = 0) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)  # a sandbox may read it as another user; it holds no secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
