@@ -42,6 +42,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -191,6 +192,50 @@ class _Branch:
             self.probes.append(str(event["answer"]))
         else:
             raise ValueError(f"unknown event {kind!r}")
+
+
+def next_event(client: CompletionClient, s: CollectSettings, normalize: Callable[[str], str],
+               prompt: str, q: int, b: int, br: _Branch) -> dict:
+    """Send the next request of branch ``b`` of question ``q`` (state ``br``, not changed) and
+    return its event, to be journalled and applied with :meth:`_Branch.apply`.
+
+    The one place that decides what a branch sends next -- a generation of the next interval,
+    or the probe of the interval just generated -- so that ``collect`` and live runs send the
+    same requests (prompt, probe suffix, seeds) and read the same answers from them.
+    ``prompt_tokens`` is the server's ``usage.prompt_tokens`` (0 when it does not say).
+    """
+    if len(br.probes) == br.gens:
+        k = br.gens
+        ask = min(s.probe_freq, s.max_tokens - br.tokens)
+        reply = client.complete(
+            prompt + br.text, max_tokens=ask, temperature=s.temperature,
+            seed=request_seed(s.seed, q, b, k, "gen"),
+        )
+        return {"e": "gen", "b": b, "k": k, "text": reply.text,
+                "tokens": reply.completion_tokens, "finish": reply.finish_reason,
+                "max_tokens": ask, "prompt_tokens": reply.prompt_tokens}
+    k = len(br.probes)
+    event: dict[str, Any] = {"e": "probe", "b": b, "k": k}
+    boxed = None
+    if br.ended and br.last_finish != "length" and s.extractor != "last-number":
+        boxed = find_boxed(br.text)
+    if boxed is not None and (answer := normalize(boxed)).strip():
+        event.update(answer=answer, via="completion", tokens=0, prompt_tokens=0)
+        return event
+    try:
+        reply = client.complete(
+            prompt + br.text + s.probe_suffix, max_tokens=s.probe_max_tokens,
+            temperature=s.probe_temperature, seed=request_seed(s.seed, q, b, k, "probe"),
+        )
+    except RequestRejected as exc:
+        # e.g. prompt + suffix beyond the context: no answer at this depth
+        event.update(answer=NO_ANSWER, via="rejected", tokens=0, prompt_tokens=0,
+                     error=str(exc))
+    else:
+        answer = answer_from(s.probe_suffix + reply.text, s.extractor, s.normalize)
+        event.update(answer=answer, via="request", tokens=reply.completion_tokens,
+                     prompt_tokens=reply.prompt_tokens)
+    return event
 
 
 class _Journal:
@@ -431,47 +476,18 @@ class _Collector:
 
     def _step(self, q: _Question, b: int) -> None:
         """Send the next request of branch ``b`` and journal its result."""
-        br, s = q.branches[b], self.s
-        prompt = s.prompt(q.problem.question)
-        if len(br.probes) == br.gens:
-            k = br.gens
-            ask = min(s.probe_freq, s.max_tokens - br.tokens)
-            reply = self.client.complete(
-                prompt + br.text, max_tokens=ask, temperature=s.temperature,
-                seed=request_seed(s.seed, q.index, b, k, "gen"),
-            )
-            event = {"e": "gen", "b": b, "k": k, "text": reply.text,
-                     "tokens": reply.completion_tokens, "finish": reply.finish_reason,
-                     "max_tokens": ask}
-            self._count(gen_requests=1, tokens=reply.completion_tokens)
-            self._progress(requests=1, tokens=reply.completion_tokens)
-        else:
-            k = len(br.probes)
-            event = {"e": "probe", "b": b, "k": k}
-            boxed = None
-            if br.ended and br.last_finish != "length" and s.extractor != "last-number":
-                boxed = find_boxed(br.text)
-            if boxed is not None and (answer := self.normalize(boxed)).strip():
-                event.update(answer=answer, via="completion", tokens=0)
-            else:
-                try:
-                    reply = self.client.complete(
-                        prompt + br.text + s.probe_suffix, max_tokens=s.probe_max_tokens,
-                        temperature=s.probe_temperature,
-                        seed=request_seed(s.seed, q.index, b, k, "probe"),
-                    )
-                except RequestRejected as exc:
-                    # e.g. prompt + suffix beyond the context: no answer at this depth
-                    event.update(answer=NO_ANSWER, via="rejected", tokens=0, error=str(exc))
-                    self._count(probe_requests=1, rejected_probes=1, no_answer_probes=1)
-                else:
-                    answer = answer_from(s.probe_suffix + reply.text, s.extractor, s.normalize)
-                    event.update(answer=answer, via="request", tokens=reply.completion_tokens)
-                    self._count(probe_requests=1, probe_tokens=reply.completion_tokens,
-                                no_answer_probes=int(answer == NO_ANSWER))
-                self._progress(requests=1)
+        event = next_event(self.client, self.s, self.normalize,
+                           self.s.prompt(q.problem.question), q.index, b, q.branches[b])
+        if event["e"] == "gen":
+            self._count(gen_requests=1, tokens=event["tokens"])
+            self._progress(requests=1, tokens=event["tokens"])
+        elif event["via"] != "completion":
+            self._count(probe_requests=1, probe_tokens=event["tokens"],
+                        rejected_probes=int(event["via"] == "rejected"),
+                        no_answer_probes=int(event["answer"] == NO_ANSWER))
+            self._progress(requests=1)
         q.journal.append(event)
-        br.apply(event, s)
+        q.branches[b].apply(event, self.s)
 
     def _progress(self, **kw: int) -> None:
         if self.progress is not None:
