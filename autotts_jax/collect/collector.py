@@ -157,7 +157,7 @@ class _Branch:
     chunks: list[str] = field(default_factory=list)
     tokens: int = 0
     gens: int = 0
-    probes: list[str] = field(default_factory=list)
+    probes: list[str | None] = field(default_factory=list)  # None: a probe not sent
     ended: bool = False
     last_finish: str = ""
 
@@ -189,7 +189,8 @@ class _Branch:
         elif kind == "probe":
             if k != len(self.probes) or self.gens != k + 1:
                 raise ValueError(f"probe {k} out of order")
-            self.probes.append(str(event["answer"]))
+            answer = event["answer"]
+            self.probes.append(None if answer is None else str(answer))
         else:
             raise ValueError(f"unknown event {kind!r}")
 

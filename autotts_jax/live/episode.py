@@ -18,8 +18,8 @@ What each effect fetches (``d`` = the slot's depth, ``c`` = its explore calls):
 * ``advance`` / ``probe_more`` -- each explored slot up to ``d + c`` intervals with their
   probes, or to its end if it ends sooner.  A branch is never generated beyond what the
   effect consumes, so pruning needs no request: an abandoned branch simply gets no more;
-* ``full_read`` -- the new branches to their end (every interval is probed, as in ``collect``,
-  so the trajectory is a complete store record; those probes are counted apart);
+* ``full_read`` -- the new branches to their end; only the last interval is probed (its
+  answer is the final answer), since a slot read in full is never explored;
 * ``prune``, ``stop`` -- nothing.
 
 A branch that has not ended is published with ``n_probes`` = its generated intervals; since
@@ -76,7 +76,7 @@ class QuestionCost:
         if event["e"] == "gen":
             self.gen_requests += 1
             self.gen_tokens += int(event["tokens"])
-        elif event["via"] != "completion":
+        elif event["via"] not in ("completion", "skipped"):
             self.probe_requests += 1
             self.probe_tokens += int(event["tokens"])
         self.prompt_tokens += int(event.get("prompt_tokens", 0))
@@ -124,13 +124,18 @@ class LiveQuestion:
     # -- fetching
 
     def _drive(self, b: int, depth: int | None) -> None:
-        """Branch ``b`` up to ``depth`` probed intervals, or to its end (``None``)."""
+        """Branch ``b`` up to ``depth`` probed intervals, or to its end (``None``: a full read,
+        which sends no probe before the last interval)."""
         br = self.branches[b]
         while not br.complete and (depth is None or len(br.probes) < depth):
             if self.stop is not None and self.stop.is_set():
                 raise Stopped
-            event = next_event(self.client, self.settings, self.normalize, self.prompt,
-                               self.index, b, br)
+            if depth is None and len(br.probes) < br.gens and not br.ended:
+                event = {"e": "probe", "b": b, "k": len(br.probes), "answer": None,
+                         "via": "skipped", "tokens": 0}
+            else:
+                event = next_event(self.client, self.settings, self.normalize, self.prompt,
+                                   self.index, b, br)
             if self.journal is not None:
                 self.journal.append(event)
             br.apply(event, self.settings)
@@ -174,7 +179,7 @@ class LiveQuestion:
         tokens = np.zeros((1, n_b), np.int32)
         final = np.full((1, n_b), -1, np.int32)
         for b, br in enumerate(self.branches):
-            ids = [self._id(a) for a in br.probes]
+            ids = [E.NO_ANSWER if a is None else self._id(a) for a in br.probes]
             probe[0, b, : len(ids)] = ids
             n_probes[0, b] = len(ids)
             tokens[0, b] = br.tokens
@@ -189,7 +194,8 @@ class LiveQuestion:
         return jax.tree.map(jnp.asarray, data)
 
     def record(self) -> dict:
-        """The branches as an upstream replay record (complete branches only are final)."""
+        """The branches as generated: ``[probes, tokens, final]`` each (``final`` is None while
+        a branch has not ended, a probe is None where a full read sent none)."""
         return {
             "question": self.question,
             "gold_answer": self.gold,
