@@ -98,8 +98,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_settings_args(p, branches_help="branches a question may open (8): the n_branches "
                       "of a collected store the run is compared with")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--cost-model", choices=COST_MODELS, default="reference",
-                   help="token accounting of the 'tokens' column, as in replay (reference)")
+    p.add_argument("--cost-model", choices=COST_MODELS, default="corrected",
+                   help="token accounting of the 'tokens' column and of the replay prediction "
+                   "(corrected: exactly the generated completion tokens; reference: upstream's, "
+                   "which charges a whole interval per probe)")
     p.add_argument("--question-concurrency", type=int, default=4,
                    help="questions run at a time (4)")
     p.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS,

@@ -145,10 +145,11 @@ class LiveQuestion:
     def fetch(self, targets: Mapping[int, int | None]) -> None:
         """Bring every branch ``b`` of ``targets`` to ``targets[b]`` probed intervals (``None``:
         to its end), starting branches as needed; the branches run concurrently."""
+        while targets and len(self.branches) <= max(targets):
+            self.branches.append(_Branch())
+        targets = {b: d for b, d in targets.items() if not self.branches[b].complete}
         if not targets:
             return
-        while len(self.branches) <= max(targets):
-            self.branches.append(_Branch())
         futures = [self.executor.submit(self._drive, b, d) for b, d in sorted(targets.items())]
         for f in futures:
             f.result()
@@ -294,6 +295,22 @@ def episode_slots(controller: Controller, config: Mapping[str, Any],
     branches (the controller may depend on it, so live and replay must agree)."""
     need = bucket(controller.max_slots(controller.config(config)), 8)
     return min(need, bucket(settings.branches, 128))
+
+
+def warm_up(controller: Controller, config: Mapping[str, Any], settings: CollectSettings, *,
+            cost_model: str = "reference", pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    """Run one episode on a made-up question whose branches are all complete, sending nothing.
+
+    JAX compiles every operation the first time it sees its shapes; a controller runs
+    eagerly here, so the first questions of a run would otherwise report seconds of
+    compilation as latency.
+    """
+    live = LiveQuestion(None, settings, "", "0", 0, None)  # type: ignore[arg-type]
+    for b in range(settings.branches):
+        live.restore([{"e": "gen", "b": b, "k": 0, "text": "", "tokens": 1, "finish": "stop",
+                       "max_tokens": settings.probe_freq},
+                      {"e": "probe", "b": b, "k": 0, "answer": "0", "via": "completion"}])
+    run_episode(controller, config, live, cost_model=cost_model, pool_size=pool_size)
 
 
 def run_episode(controller: Controller, config: Mapping[str, Any], live: LiveQuestion, *,

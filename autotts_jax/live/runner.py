@@ -42,7 +42,13 @@ from autotts_jax.engine.env import COST_MODELS
 from autotts_jax.engine.protocol import Controller
 from autotts_jax.engine.simulate import DEFAULT_MAX_ROUNDS
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.live.episode import DEFAULT_POOL_SIZE, LiveQuestion, Stopped, run_episode
+from autotts_jax.live.episode import (
+    DEFAULT_POOL_SIZE,
+    LiveQuestion,
+    Stopped,
+    run_episode,
+    warm_up,
+)
 from autotts_jax.utils.atomic import atomic_write_text
 
 MANIFEST = "live.json"
@@ -162,7 +168,7 @@ def run_live(
     problems: ProblemSet,
     out_dir: str | Path,
     *,
-    cost_model: str = "reference",
+    cost_model: str = "corrected",
     question_concurrency: int = 4,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     answer_capacity: int = DEFAULT_POOL_SIZE,
@@ -232,9 +238,13 @@ def _run_questions(controller: Controller, config: Mapping[str, Any],
                 rows[i] = rec["result"]
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
                 raise AutoTTSError(f"{done}: not a finished question ({exc})") from None
+            # killed between the result and the journal's removal
+            done.with_name(f"q{i:05d}.journal.jsonl").unlink(missing_ok=True)
         else:
             todo.append(i)
     lock = threading.Lock()
+    if todo:
+        warm_up(controller, config, settings, cost_model=cost_model, pool_size=capacity)
 
     def one(i: int) -> None:
         p = problems.problems[i]
