@@ -38,7 +38,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -52,6 +51,7 @@ from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData, bucket
 
 DEFAULT_POOL_SIZE = 128  # as simulate: answer ids that may enter the pool lie below this
+_WARM_UP_ROUNDS = 4  # init and a few steps see every operation of a round
 
 
 class Stopped(Exception):
@@ -189,10 +189,9 @@ class LiveQuestion:
         correct = np.zeros((1, bucket(self.capacity, 1024)), bool)
         for i, w in enumerate(self.words):
             correct[0, i] = w == self.gold
-        data = ReplayData(probe_answer=probe, n_probes=n_probes, branch_tokens=tokens,
+        return ReplayData(probe_answer=probe, n_probes=n_probes, branch_tokens=tokens,
                           final_answer=final, n_branches=np.asarray([s.branches], np.int32),
                           is_correct=correct, probe_freq=np.asarray(s.probe_freq, np.int32))
-        return jax.tree.map(jnp.asarray, data)
 
     def record(self) -> dict:
         """The branches as generated: ``[probes, tokens, final]`` each (``final`` is None while
@@ -310,7 +309,8 @@ def warm_up(controller: Controller, config: Mapping[str, Any], settings: Collect
         live.restore([{"e": "gen", "b": b, "k": 0, "text": "", "tokens": 1, "finish": "stop",
                        "max_tokens": settings.probe_freq},
                       {"e": "probe", "b": b, "k": 0, "answer": "0", "via": "completion"}])
-    run_episode(controller, config, live, cost_model=cost_model, pool_size=pool_size)
+    run_episode(controller, config, live, cost_model=cost_model, pool_size=pool_size,
+                max_rounds=_WARM_UP_ROUNDS)
 
 
 def run_episode(controller: Controller, config: Mapping[str, Any], live: LiveQuestion, *,
