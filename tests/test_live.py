@@ -215,3 +215,23 @@ def test_controller_module_file_runs_live_as_replayed(bench, tmp_path: Path) -> 
     assert summary["controller"] == "adaptive_reads"
     assert summary["config"] == {"beta": 0.3}
     assert summary["replay"]["same_order"]["identical"] == 3
+
+
+def test_saved_trajectories_are_the_collected_branches(bench, tmp_path: Path) -> None:
+    """SC reads every branch to its end; with --save-trajectories its full reads probe every
+    interval, so the saved store holds exactly what ``collect`` collected."""
+    from autotts_jax.store.hdf5 import read_store_arrays, unpack_records
+
+    srv, problem_file, _, store = bench
+    saved = tmp_path / "saved.h5"
+    assert main(["run-live", "--controller", "sc", "--base-url", srv.url, "--model",
+                 "fake-model", "--problems", str(problem_file), *SETTING_ARGS, "-q",
+                 "--save-trajectories", str(saved), "-o", str(tmp_path / "out")]) == 0
+
+    def records(path: Path) -> list[dict]:
+        arrays, attrs = read_store_arrays(path)
+        return unpack_records(arrays, int(attrs["probe_freq"]))
+
+    assert records(saved) == records(store)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["trajectories"]["branches"] == 3 * SETTINGS.branches

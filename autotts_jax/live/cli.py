@@ -48,6 +48,7 @@ def _cmd_run_live(args: argparse.Namespace) -> int:
             cost_model=args.cost_model, question_concurrency=args.question_concurrency,
             max_rounds=args.max_rounds, answer_capacity=args.answer_capacity,
             store=args.store, replay_seeds=args.replay_seeds,
+            save_trajectories=args.save_trajectories,
             progress=None if args.quiet else sys.stderr,
         )
     except ValueError as exc:  # a config the controller refuses
@@ -72,6 +73,10 @@ def _cmd_run_live(args: argparse.Namespace) -> int:
         if "same_order" in r:
             print(f"replay in the live branch order: {r['same_order']['identical']}/"
                   f"{r['same_order']['questions']} questions identical")
+    if "trajectories" in summary:
+        t = summary["trajectories"]
+        print(f"saved {t['branches']} ended of {t['branches_started']} branches started "
+              f"({t['questions']} questions) to {t['store']}")
     print(f"wrote {Path(args.output) / 'results.csv'} and {Path(args.output) / 'summary.json'}")
     return 0
 
@@ -112,6 +117,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "adds the controller's replay prediction on it")
     p.add_argument("--replay-seeds", type=int, default=100,
                    help="shuffles of the replay prediction (100)")
+    p.add_argument("--save-trajectories", metavar="STORE.h5",
+                   help="also write the branches the run generated to their end as a store "
+                   "(full reads then probe every interval: more probe requests)")
     add_connection_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no per-question lines")
     p.set_defaults(func=_cmd_run_live)

@@ -87,6 +87,8 @@ class LiveQuestion:
     """One question's live store: the branches started so far and the answers seen.
 
     ``stop`` (optional) makes every branch stop before its next request once set.
+    ``probe_all`` probes every interval of a full read too (a complete store record, for
+    saving the trajectories, at the price of the extra probe requests).
     ``journal`` (optional) records every answered request before the branch moves on; a
     question rebuilt from it (:meth:`restore`) serves those requests again without sending
     them, so a killed run resumes where it stopped.
@@ -101,6 +103,7 @@ class LiveQuestion:
     capacity: int = DEFAULT_POOL_SIZE
     journal: _Journal | None = None
     stop: threading.Event | None = None
+    probe_all: bool = False
     branches: list[_Branch] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     cost: QuestionCost = field(default_factory=QuestionCost)
@@ -130,7 +133,8 @@ class LiveQuestion:
         while not br.complete and (depth is None or len(br.probes) < depth):
             if self.stop is not None and self.stop.is_set():
                 raise Stopped
-            if depth is None and len(br.probes) < br.gens and not br.ended:
+            if (depth is None and not self.probe_all and len(br.probes) < br.gens
+                    and not br.ended):
                 event = {"e": "probe", "b": b, "k": len(br.probes), "answer": None,
                          "via": "skipped", "tokens": 0}
             else:

@@ -58,10 +58,12 @@ RESULT_COLUMNS = ("question", "answer", "correct", "tokens", "seq_tokens", "roun
 
 
 def _manifest(controller: Controller, config: Mapping[str, Any], settings: CollectSettings,
-              problems: ProblemSet, cost_model: str, max_rounds: int, capacity: int) -> dict:
+              problems: ProblemSet, cost_model: str, max_rounds: int, capacity: int,
+              probe_all: bool) -> dict:
     return {"format": 1, "controller": controller.name, "config": dict(config),
             "cost_model": cost_model, "max_rounds": max_rounds, "answer_capacity": capacity,
-            "settings": asdict(settings), "problems": problems.sha256}
+            "settings": asdict(settings), "problems": problems.sha256,
+            "probe_full_reads": probe_all}
 
 
 def _check_manifest(out: Path, mine: dict) -> None:
@@ -160,6 +162,38 @@ def replay_prediction(controller: Controller, config: Mapping[str, Any], store_p
     return out
 
 
+def save_trajectories_store(out: Path, path: str | Path, settings: CollectSettings,
+                            problems: ProblemSet) -> dict:
+    """Write the branches the run generated to their end as a store at ``path``.
+
+    Only ended branches are replay branches (a pruned or unfinished one has no final answer),
+    so the store is partial: per question, the ended branches in the order they were started,
+    questions without one left out.  They are the branches this controller chose to finish,
+    not a random sample: fine for inspecting the run or extending a collection, biased as a
+    store to tune controllers on by itself.
+    """
+    from autotts_jax.store.hdf5 import write_store
+    from autotts_jax.store.upstream import read_upstream
+
+    records, kept, total = [], 0, 0
+    for i in range(len(problems.problems)):
+        rec = json.loads((out / "questions" / f"q{i:05d}.json").read_text(encoding="utf-8"))
+        rec = rec["record"]
+        total += len(rec["each_branch"])
+        ended = [br for br in rec["each_branch"] if br[2] is not None]
+        kept += len(ended)
+        if ended:
+            records.append({**rec, "each_branch": ended,
+                            "final_answers_trace": [br[2] for br in ended]})
+    if not records:
+        raise AutoTTSError(f"{path}: no branch ended, so there are no trajectories to save")
+    upstream = out / "trajectories.json"
+    atomic_write_text(upstream, json.dumps(records, ensure_ascii=False))
+    write_store(read_upstream(upstream), path, settings.model, problems.name)
+    return {"store": str(path), "questions": len(records), "branches": kept,
+            "branches_started": total}
+
+
 def run_live(
     controller: Controller,
     config: Mapping[str, Any],
@@ -174,10 +208,12 @@ def run_live(
     answer_capacity: int = DEFAULT_POOL_SIZE,
     store: str | Path | None = None,
     replay_seeds: int = 100,
+    save_trajectories: str | Path | None = None,
     progress: TextIO | None = sys.stderr,
 ) -> dict:
     """Run (or resume) ``controller`` live on ``problems``; write ``out_dir`` (see the module
-    docstring) and return the summary."""
+    docstring) and return the summary.  ``save_trajectories`` (an ``.h5`` path) also writes
+    what the run generated as a store (see :func:`save_trajectories`)."""
     settings.validate()
     config = controller.config(config)
     controller.make_params(config)  # validate before any request
@@ -190,6 +226,8 @@ def run_live(
             raise AutoTTSError(f"run-live: {name} must be at least 1, got {value}")
     if store is not None and not Path(store).is_file():
         raise AutoTTSError(f"{store}: no such store")
+    if save_trajectories is not None and Path(save_trajectories).suffix not in (".h5", ".hdf5"):
+        raise AutoTTSError(f"{save_trajectories}: the trajectories must go to an .h5 file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "questions").mkdir(exist_ok=True)
@@ -199,17 +237,21 @@ def run_live(
         except OSError:
             raise AutoTTSError(f"{out}: another live run is using this directory") from None
         _check_manifest(out, _manifest(controller, config, settings, problems, cost_model,
-                                       max_rounds, answer_capacity))
+                                       max_rounds, answer_capacity, save_trajectories is not None))
         t0 = time.monotonic()
         rows = _run_questions(controller, config, settings, conn, problems, out,
                               cost_model=cost_model, question_concurrency=question_concurrency,
-                              max_rounds=max_rounds, capacity=answer_capacity, progress=progress)
+                              max_rounds=max_rounds, capacity=answer_capacity,
+                              probe_all=save_trajectories is not None, progress=progress)
         summary = _summary(rows, controller, config, settings, problems, cost_model,
                            time.monotonic() - t0)
         if store is not None:
             summary["replay"] = replay_prediction(
                 controller, config, store, problems, rows, cost_model=cost_model,
                 seeds=replay_seeds, max_rounds=max_rounds, pool_size=answer_capacity)
+        if save_trajectories is not None:
+            summary["trajectories"] = save_trajectories_store(
+                out, save_trajectories, settings, problems)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -222,7 +264,7 @@ def run_live(
 def _run_questions(controller: Controller, config: Mapping[str, Any],
                    settings: CollectSettings, conn: Connection, problems: ProblemSet, out: Path,
                    *, cost_model: str, question_concurrency: int, max_rounds: int,
-                   capacity: int, progress: TextIO | None) -> list[dict]:
+                   capacity: int, probe_all: bool, progress: TextIO | None) -> list[dict]:
     normalize = get_normalizer(settings.normalize)
     client = CompletionClient(conn.base_url, settings.model, timeout=conn.timeout,
                               retries=conn.retries, backoff=conn.backoff, api_key=conn.api_key,
@@ -253,7 +295,7 @@ def _run_questions(controller: Controller, config: Mapping[str, Any],
         journal = _Journal(Path(f"{stem}.journal.jsonl"))
         header = {"e": "question", "question": p.question, "gold_answer": gold}
         live = LiveQuestion(client, settings, p.question, gold, i, branch_pool, capacity,
-                            journal, stop=stop)
+                            journal, stop=stop, probe_all=probe_all)
         try:
             events = journal.read()
             if events and events[0] != header:
