@@ -94,12 +94,12 @@ class LiveQuestion:
     them, so a killed run resumes where it stopped.
     """
 
-    client: CompletionClient
+    client: CompletionClient | None  # None: serves restored branches only (sends nothing)
     settings: CollectSettings
     question: str
     gold: str
     index: int
-    executor: Executor
+    executor: Executor | None  # runs the branches of one effect concurrently
     capacity: int = DEFAULT_POOL_SIZE
     journal: _Journal | None = None
     stop: threading.Event | None = None
@@ -154,6 +154,8 @@ class LiveQuestion:
         targets = {b: d for b, d in targets.items() if not self.branches[b].complete}
         if not targets:
             return
+        if self.client is None or self.executor is None:
+            raise AutoTTSError(f"question {self.index}: no server to fetch branches from")
         futures = [self.executor.submit(self._drive, b, d) for b, d in sorted(targets.items())]
         for f in futures:
             f.result()
@@ -308,7 +310,7 @@ def warm_up(controller: Controller, config: Mapping[str, Any], settings: Collect
     eagerly here, so the first questions of a run would otherwise report seconds of
     compilation as latency.
     """
-    live = LiveQuestion(None, settings, "", "0", 0, None)  # type: ignore[arg-type]
+    live = LiveQuestion(None, settings, "", "0", 0, None)
     for b in range(settings.branches):
         live.restore([{"e": "gen", "b": b, "k": 0, "text": "", "tokens": 1, "finish": "stop",
                        "max_tokens": settings.probe_freq},

@@ -12,7 +12,8 @@ the journal is removed), and at the end ``results.csv`` (one row per question) a
 ``summary.json``.  Re-running the same command sends no request for finished questions, and a
 question that was cut short replays its journal: its controller runs again from the start and
 every request already answered is served from the journal, so at most the requests in flight
-at the kill are sent twice.
+at the kill are sent twice (its ``wall_s`` is then the time of the resumed part).  With
+``save_trajectories``, also ``trajectories.json`` (upstream replay JSON) and the store.
 """
 
 from __future__ import annotations
