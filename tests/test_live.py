@@ -235,3 +235,21 @@ def test_saved_trajectories_are_the_collected_branches(bench, tmp_path: Path) ->
     assert records(saved) == records(store)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["trajectories"]["branches"] == 3 * SETTINGS.branches
+
+
+def test_simulate_orders_are_the_seeds_shuffles_when_equal(bench) -> None:
+    from autotts_jax.engine.simulate import permutation_table
+
+    data = load_store(bench[3]).data
+    asc = get_controller("asc")
+    seeds = [3, 11]
+    by_seed = simulate(asc, data, [asc.config()], seeds)
+    table = permutation_table(seeds, np.asarray(data.n_branches), data.probe_answer.shape[1])
+    by_order = simulate(asc, data, [asc.config()], orders=table)
+    for field in ("answer", "tokens", "seq_tokens", "rounds", "stop_reason"):
+        np.testing.assert_array_equal(getattr(by_order, field), getattr(by_seed, field))
+    # the orders decide: the default seeds (0, 1) shuffle otherwise
+    assert not np.array_equal(simulate(asc, data, [asc.config()], [0, 1]).tokens,
+                              by_order.tokens)
+    with pytest.raises(ValueError, match="questions"):
+        simulate(asc, data, [asc.config()], orders=table[:, :1])
