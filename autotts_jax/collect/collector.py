@@ -153,7 +153,9 @@ def request_seed(base: int | None, q: int, b: int, k: int, kind: str) -> int | N
 
 
 @dataclass
-class _Branch:
+class BranchState:
+    """One branch as far as it was generated and probed (rebuilt from journalled events)."""
+
     chunks: list[str] = field(default_factory=list)
     tokens: int = 0
     gens: int = 0
@@ -196,9 +198,9 @@ class _Branch:
 
 
 def next_event(client: CompletionClient, s: CollectSettings, normalize: Callable[[str], str],
-               prompt: str, q: int, b: int, br: _Branch) -> dict:
+               prompt: str, q: int, b: int, br: BranchState) -> dict:
     """Send the next request of branch ``b`` of question ``q`` (state ``br``, not changed) and
-    return its event, to be journalled and applied with :meth:`_Branch.apply`.
+    return its event, to be journalled and applied with :meth:`BranchState.apply`.
 
     The one place that decides what a branch sends next -- a generation of the next interval,
     or the probe of the interval just generated -- so that ``collect`` and live runs send the
@@ -239,7 +241,7 @@ def next_event(client: CompletionClient, s: CollectSettings, normalize: Callable
     return event
 
 
-class _Journal:
+class Journal:
     """Append-only JSONL log of answered requests of one question."""
 
     def __init__(self, path: Path):
@@ -290,8 +292,8 @@ class _Question:
     index: int
     problem: Problem
     gold: str
-    branches: list[_Branch]
-    journal: _Journal
+    branches: list[BranchState]
+    journal: Journal
     done_path: Path
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -418,7 +420,7 @@ class _Collector:
         """A finished question's record, or the question's state rebuilt from its journal."""
         stem = self.ckpt / f"q{i:05d}"
         done_path = stem.with_suffix(".json")
-        journal = _Journal(Path(f"{stem}.journal.jsonl"))
+        journal = Journal(Path(f"{stem}.journal.jsonl"))
         gold = self._gold(p, f"question {i}")
         if done_path.exists():
             try:
@@ -432,7 +434,7 @@ class _Collector:
                 )
             journal.path.unlink(missing_ok=True)  # killed between the record and the cleanup
             return rec
-        q = _Question(i, p, gold, [_Branch() for _ in range(self.s.branches)], journal,
+        q = _Question(i, p, gold, [BranchState() for _ in range(self.s.branches)], journal,
                       done_path)
         events = journal.read()
         if events:

@@ -40,6 +40,10 @@ def _cmd_run_live(args: argparse.Namespace) -> int:
         raise AutoTTSError(f"{args.controller}: no such controller file")
     controller = get_controller(args.controller)
     config = parse_config(args.config, args.beta)
+    try:  # a config the controller refuses, before anything else
+        controller.make_params(controller.config(config))
+    except ValueError as exc:
+        raise AutoTTSError(str(exc)) from None
     settings = settings_from_args(args)
     problems = load_problems(args.problems, limit=args.limit)
     try:
@@ -51,8 +55,6 @@ def _cmd_run_live(args: argparse.Namespace) -> int:
             save_trajectories=args.save_trajectories,
             progress=None if args.quiet else sys.stderr,
         )
-    except ValueError as exc:  # a config the controller refuses
-        raise AutoTTSError(str(exc)) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: answered requests are kept in {args.output}; run the same "
               "command again to resume", file=sys.stderr)

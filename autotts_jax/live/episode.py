@@ -43,7 +43,7 @@ import numpy as np
 
 from autotts_jax.collect.answers import get_normalizer
 from autotts_jax.collect.client import CompletionClient
-from autotts_jax.collect.collector import CollectSettings, _Branch, _Journal, next_event
+from autotts_jax.collect.collector import BranchState, CollectSettings, Journal, next_event
 from autotts_jax.engine import env as E
 from autotts_jax.engine.protocol import Controller, Effects, ProtocolError
 from autotts_jax.engine.simulate import DEFAULT_MAX_ROUNDS, stack_params
@@ -101,10 +101,10 @@ class LiveQuestion:
     index: int
     executor: Executor | None  # runs the branches of one effect concurrently
     capacity: int = DEFAULT_POOL_SIZE
-    journal: _Journal | None = None
+    journal: Journal | None = None
     stop: threading.Event | None = None
     probe_all: bool = False
-    branches: list[_Branch] = field(default_factory=list)
+    branches: list[BranchState] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     cost: QuestionCost = field(default_factory=QuestionCost)
     _ids: dict[str, int] = field(default_factory=dict)
@@ -120,7 +120,7 @@ class LiveQuestion:
         for ev in events:
             b = int(ev["b"])
             while len(self.branches) <= b:
-                self.branches.append(_Branch())
+                self.branches.append(BranchState())
             self.branches[b].apply(ev, self.settings)
             self.cost.add(ev)  # paid for by this question, in an earlier run
 
@@ -150,7 +150,7 @@ class LiveQuestion:
         """Bring every branch ``b`` of ``targets`` to ``targets[b]`` probed intervals (``None``:
         to its end), starting branches as needed; the branches run concurrently."""
         while targets and len(self.branches) <= max(targets):
-            self.branches.append(_Branch())
+            self.branches.append(BranchState())
         targets = {b: d for b, d in targets.items() if not self.branches[b].complete}
         if not targets:
             return

@@ -37,7 +37,7 @@ import numpy as np
 
 from autotts_jax.collect.answers import get_normalizer
 from autotts_jax.collect.client import CompletionClient
-from autotts_jax.collect.collector import CollectSettings, Connection, _Journal
+from autotts_jax.collect.collector import CollectSettings, Connection, Journal
 from autotts_jax.collect.problems import ProblemSet
 from autotts_jax.engine.env import COST_MODELS
 from autotts_jax.engine.protocol import Controller
@@ -293,7 +293,7 @@ def _run_questions(controller: Controller, config: Mapping[str, Any],
         p = problems.problems[i]
         gold = normalize(p.answer)
         stem = out / "questions" / f"q{i:05d}"
-        journal = _Journal(Path(f"{stem}.journal.jsonl"))
+        journal = Journal(Path(f"{stem}.journal.jsonl"))
         header = {"e": "question", "question": p.question, "gold_answer": gold}
         live = LiveQuestion(client, settings, p.question, gold, i, branch_pool, capacity,
                             journal, stop=stop, probe_all=probe_all)
