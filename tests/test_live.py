@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -253,3 +258,39 @@ def test_simulate_orders_are_the_seeds_shuffles_when_equal(bench) -> None:
                               by_order.tokens)
     with pytest.raises(ValueError, match="questions"):
         simulate(asc, data, [asc.config()], orders=table[:, :1])
+
+
+def test_killed_run_resumes_without_repeating_requests(bench, tmp_path: Path) -> None:
+    """SIGKILL while requests are in flight: the resume sends only what was never answered."""
+    srv, problem_file, _, _ = bench
+    args = ["run-live", "--controller", "cmc", "--base-url", srv.url, "--model", "fake-model",
+            "--problems", str(problem_file), *SETTING_ARGS, "--backoff", "0.001", "-q",
+            "--concurrency", "2"]
+    before = srv.served
+    assert main([*args, "-o", str(tmp_path / "clean")]) == 0
+    n_requests = srv.served - before
+    out = tmp_path / "killed"
+    srv.hold_after = srv.served + n_requests // 2
+    proc = subprocess.Popen([sys.executable, "-m", "autotts_jax.cli", *args, "-o", str(out)],
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while srv.held < 1:  # a request of the run waits on the server
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached the hold"
+            time.sleep(0.01)
+        time.sleep(0.2)  # the other request slot: at the hold, or its reply journalled
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        srv.release()
+    assert srv.served - before == n_requests + n_requests // 2
+    assert list((out / "questions").glob("*.journal.jsonl"))
+    assert main([*args, "-o", str(out)]) == 0
+    # at most the replies still on their way to the journal (one per request slot) again
+    assert 2 * n_requests <= srv.served - before <= 2 * n_requests + 2
+    assert _rows(out) == _rows(tmp_path / "clean")
