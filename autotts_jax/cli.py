@@ -67,6 +67,9 @@ def _file_parser() -> argparse.ArgumentParser:
     from autotts_jax.collect.cli import add_parsers as add_collect_parsers
 
     add_collect_parsers(sub)  # collect, import-hf
+    from autotts_jax.live.cli import add_parsers as add_live_parsers
+
+    add_live_parsers(sub)  # run-live
     for name, helptext in _HYDRA_HELP.items():
         sub.add_parser(name, help=helptext + " (Hydra overrides follow)", add_help=False)
     return parser

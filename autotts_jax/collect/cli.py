@@ -8,8 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autotts_jax.errors import AutoTTSError
+
+if TYPE_CHECKING:
+    from autotts_jax.collect.collector import CollectSettings, Connection
 
 
 def _text_or_file(value: str) -> str:
@@ -23,16 +27,10 @@ def _text_or_file(value: str) -> str:
         raise AutoTTSError(f"{path}: cannot read ({exc})") from None
 
 
-def _cmd_collect(args: argparse.Namespace) -> int:
-    from autotts_jax.collect.answers import NO_ANSWER
-    from autotts_jax.collect.collector import (
-        CollectSettings,
-        Connection,
-        collect,
-        cost_estimate,
-        default_checkpoint_dir,
-    )
-    from autotts_jax.collect.problems import load_problems
+def settings_from_args(args: argparse.Namespace) -> CollectSettings:
+    """The collection settings of the options :func:`add_settings_args` registered (shared by
+    ``collect`` and ``run-live``, so that a live run generates exactly as ``collect`` does)."""
+    from autotts_jax.collect.collector import CollectSettings
 
     try:
         extra = json.loads(args.extra_body) if args.extra_body else {}
@@ -40,7 +38,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         raise AutoTTSError(f"--extra-body: not valid JSON ({exc})") from None
     if not isinstance(extra, dict):
         raise AutoTTSError("--extra-body: expected a JSON object")
-    settings = CollectSettings(
+    return CollectSettings(
         model=args.model,
         branches=args.branches,
         probe_freq=args.probe_freq,
@@ -56,6 +54,74 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         normalize=args.normalize,
         extra_body=extra,
     )
+
+
+def connection_from_args(args: argparse.Namespace) -> Connection:
+    """The server connection of the options :func:`add_connection_args` registered."""
+    from autotts_jax.collect.collector import Connection
+
+    return Connection(
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        backoff=args.backoff,
+        api_key=os.environ.get(args.api_key_env) or None,
+    )
+
+
+def add_settings_args(p: argparse.ArgumentParser, *, branches_help: str) -> None:
+    """The server, problem, sampling and template options of ``collect``."""
+    from autotts_jax.collect.answers import EXTRACTORS, NORMALIZERS
+    from autotts_jax.collect.collector import DEFAULT_PROBE_SUFFIX, DEFAULT_PROMPT_TEMPLATE
+
+    p.add_argument("--base-url", required=True,
+                   help="server base URL, e.g. http://127.0.0.1:8000/v1 (POSTs <url>/completions)")
+    p.add_argument("--model", required=True, help="model name as the server knows it")
+    p.add_argument("--problems", default="builtin",
+                   help="JSONL/JSON file with question+answer per record, or 'builtin' "
+                   "(default: five built-in AIME-style questions)")
+    p.add_argument("--limit", type=int, help="only the first LIMIT questions")
+    p.add_argument("--branches", "-n", type=int, default=8, help=branches_help)
+    p.add_argument("--probe-freq", type=int, default=500, help="tokens per interval (500)")
+    p.add_argument("--max-tokens", type=int, default=16384, help="tokens per branch (16384)")
+    p.add_argument("--max-probes", type=int, default=128, help="intervals per branch (128)")
+    p.add_argument("--temperature", type=float, default=0.6, help="generation temperature")
+    p.add_argument("--seed", type=int, default=0,
+                   help="base of the per-request seeds (0); see --no-seed")
+    p.add_argument("--no-seed", action="store_true", help="send no seed (server without seed)")
+    p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
+                   help="prompt with a {question} placeholder, or @FILE (include the model's "
+                   "chat template: /v1/completions sends raw text)")
+    p.add_argument("--probe-suffix", default=DEFAULT_PROBE_SUFFIX,
+                   help="text appended to the branch to ask for its answer, or @FILE "
+                   "(default ends in '\\boxed{')")
+    p.add_argument("--probe-max-tokens", type=int, default=32, help="tokens per probe (32)")
+    p.add_argument("--probe-temperature", type=float, default=0.0, help="probe temperature")
+    p.add_argument("--extractor", choices=sorted(EXTRACTORS), default="boxed-or-last-number")
+    p.add_argument("--normalize", choices=sorted(NORMALIZERS), default="math",
+                   help="answer normaliser applied to answers and gold answers (math)")
+    p.add_argument("--extra-body", help="JSON object merged into every request, e.g. "
+                   "'{\"top_p\": 0.95}'")
+
+
+def add_connection_args(p: argparse.ArgumentParser) -> None:
+    """Concurrency, timeouts, retries and the API key of ``collect``."""
+    p.add_argument("--concurrency", "-j", type=int, default=8, help="requests in flight (8)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (300)")
+    p.add_argument("--retries", type=int, default=5, help="retries per request (5)")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="first retry delay in seconds, doubled each retry (1.0)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding a bearer token, if the server needs one")
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from autotts_jax.collect.answers import NO_ANSWER
+    from autotts_jax.collect.collector import collect, cost_estimate, default_checkpoint_dir
+    from autotts_jax.collect.problems import load_problems
+
+    settings = settings_from_args(args)
     settings.validate()
     problems = load_problems(args.problems, limit=args.limit)
     est = cost_estimate(settings, len(problems.problems))
@@ -68,14 +134,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     )
     if args.estimate:
         return 0
-    conn = Connection(
-        base_url=args.base_url,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        retries=args.retries,
-        backoff=args.backoff,
-        api_key=os.environ.get(args.api_key_env) or None,
-    )
+    conn = connection_from_args(args)
     t0 = time.monotonic()
     ckpt = args.checkpoint_dir or default_checkpoint_dir(args.output)
     try:
@@ -116,8 +175,7 @@ def _cmd_import_hf(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``collect`` and ``import-hf`` on the ``autotts-jax`` subparsers."""
-    from autotts_jax.collect.answers import EXTRACTORS, NORMALIZERS
-    from autotts_jax.collect.collector import DEFAULT_PROBE_SUFFIX, DEFAULT_PROMPT_TEMPLATE
+    from autotts_jax.collect.answers import NORMALIZERS
 
     p = sub.add_parser(
         "collect",
@@ -126,44 +184,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "for an answer after every interval, and write the HDF5 store. Interrupted runs resume "
         "from the checkpoint directory.",
     )
-    p.add_argument("--base-url", required=True,
-                   help="server base URL, e.g. http://127.0.0.1:8000/v1 (POSTs <url>/completions)")
-    p.add_argument("--model", required=True, help="model name as the server knows it")
+    add_settings_args(p, branches_help="branches per question (8)")
     p.add_argument("-o", "--output", required=True, help="the .h5 store to write")
-    p.add_argument("--problems", default="builtin",
-                   help="JSONL/JSON file with question+answer per record, or 'builtin' "
-                   "(default: five built-in AIME-style questions)")
-    p.add_argument("--limit", type=int, help="only the first LIMIT questions")
     p.add_argument("--benchmark", help="benchmark name in the store (default: problem file stem)")
     p.add_argument("--store-model", help="model name in the store (default: --model)")
-    p.add_argument("--branches", "-n", type=int, default=8, help="branches per question (8)")
-    p.add_argument("--probe-freq", type=int, default=500, help="tokens per interval (500)")
-    p.add_argument("--max-tokens", type=int, default=16384, help="tokens per branch (16384)")
-    p.add_argument("--max-probes", type=int, default=128, help="intervals per branch (128)")
-    p.add_argument("--temperature", type=float, default=0.6, help="generation temperature")
-    p.add_argument("--seed", type=int, default=0,
-                   help="base of the per-request seeds (0); see --no-seed")
-    p.add_argument("--no-seed", action="store_true", help="send no seed (server without seed)")
-    p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
-                   help="prompt with a {question} placeholder, or @FILE (include the model's "
-                   "chat template: /v1/completions sends raw text)")
-    p.add_argument("--probe-suffix", default=DEFAULT_PROBE_SUFFIX,
-                   help="text appended to the branch to ask for its answer, or @FILE "
-                   "(default ends in '\\boxed{')")
-    p.add_argument("--probe-max-tokens", type=int, default=32, help="tokens per probe (32)")
-    p.add_argument("--probe-temperature", type=float, default=0.0, help="probe temperature")
-    p.add_argument("--extractor", choices=sorted(EXTRACTORS), default="boxed-or-last-number")
-    p.add_argument("--normalize", choices=sorted(NORMALIZERS), default="math",
-                   help="answer normaliser applied to answers and gold answers (math)")
-    p.add_argument("--extra-body", help="JSON object merged into every request, e.g. "
-                   "'{\"top_p\": 0.95}'")
-    p.add_argument("--concurrency", "-j", type=int, default=8, help="requests in flight (8)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (300)")
-    p.add_argument("--retries", type=int, default=5, help="retries per request (5)")
-    p.add_argument("--backoff", type=float, default=1.0,
-                   help="first retry delay in seconds, doubled each retry (1.0)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding a bearer token, if the server needs one")
+    add_connection_args(p)
     p.add_argument("--checkpoint-dir", help="checkpoint directory (default: OUTPUT.ckpt)")
     p.add_argument("--estimate", action="store_true",
                    help="print the request/token upper bounds and exit without requests")

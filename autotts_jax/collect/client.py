@@ -54,6 +54,7 @@ class Completion:
     text: str
     finish_reason: str
     completion_tokens: int
+    prompt_tokens: int = 0  # usage.prompt_tokens when the server reports it, else 0
 
 
 def _snippet(raw: bytes, limit: int = 200) -> str:
@@ -84,7 +85,10 @@ def parse_reply(raw: bytes) -> Completion:
         raise _Transient("malformed_reply", f"finish_reason {finish!r}")
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
         raise _Transient("malformed_reply", f"usage.completion_tokens {tokens!r}")
-    return Completion(text, finish, tokens)
+    prompt = body["usage"].get("prompt_tokens") if isinstance(body["usage"], dict) else None
+    if isinstance(prompt, bool) or not isinstance(prompt, int) or prompt < 0:
+        prompt = 0
+    return Completion(text, finish, tokens, prompt)
 
 
 class CompletionClient:

@@ -42,6 +42,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,11 +153,13 @@ def request_seed(base: int | None, q: int, b: int, k: int, kind: str) -> int | N
 
 
 @dataclass
-class _Branch:
+class BranchState:
+    """One branch as far as it was generated and probed (rebuilt from journalled events)."""
+
     chunks: list[str] = field(default_factory=list)
     tokens: int = 0
     gens: int = 0
-    probes: list[str] = field(default_factory=list)
+    probes: list[str | None] = field(default_factory=list)  # None: a probe not sent
     ended: bool = False
     last_finish: str = ""
 
@@ -188,12 +191,57 @@ class _Branch:
         elif kind == "probe":
             if k != len(self.probes) or self.gens != k + 1:
                 raise ValueError(f"probe {k} out of order")
-            self.probes.append(str(event["answer"]))
+            answer = event["answer"]
+            self.probes.append(None if answer is None else str(answer))
         else:
             raise ValueError(f"unknown event {kind!r}")
 
 
-class _Journal:
+def next_event(client: CompletionClient, s: CollectSettings, normalize: Callable[[str], str],
+               prompt: str, q: int, b: int, br: BranchState) -> dict:
+    """Send the next request of branch ``b`` of question ``q`` (state ``br``, not changed) and
+    return its event, to be journalled and applied with :meth:`BranchState.apply`.
+
+    The one place that decides what a branch sends next -- a generation of the next interval,
+    or the probe of the interval just generated -- so that ``collect`` and live runs send the
+    same requests (prompt, probe suffix, seeds) and read the same answers from them.
+    ``prompt_tokens`` is the server's ``usage.prompt_tokens`` (0 when it does not say).
+    """
+    if len(br.probes) == br.gens:
+        k = br.gens
+        ask = min(s.probe_freq, s.max_tokens - br.tokens)
+        reply = client.complete(
+            prompt + br.text, max_tokens=ask, temperature=s.temperature,
+            seed=request_seed(s.seed, q, b, k, "gen"),
+        )
+        return {"e": "gen", "b": b, "k": k, "text": reply.text,
+                "tokens": reply.completion_tokens, "finish": reply.finish_reason,
+                "max_tokens": ask, "prompt_tokens": reply.prompt_tokens}
+    k = len(br.probes)
+    event: dict[str, Any] = {"e": "probe", "b": b, "k": k}
+    boxed = None
+    if br.ended and br.last_finish != "length" and s.extractor != "last-number":
+        boxed = find_boxed(br.text)
+    if boxed is not None and (answer := normalize(boxed)).strip():
+        event.update(answer=answer, via="completion", tokens=0, prompt_tokens=0)
+        return event
+    try:
+        reply = client.complete(
+            prompt + br.text + s.probe_suffix, max_tokens=s.probe_max_tokens,
+            temperature=s.probe_temperature, seed=request_seed(s.seed, q, b, k, "probe"),
+        )
+    except RequestRejected as exc:
+        # e.g. prompt + suffix beyond the context: no answer at this depth
+        event.update(answer=NO_ANSWER, via="rejected", tokens=0, prompt_tokens=0,
+                     error=str(exc))
+    else:
+        answer = answer_from(s.probe_suffix + reply.text, s.extractor, s.normalize)
+        event.update(answer=answer, via="request", tokens=reply.completion_tokens,
+                     prompt_tokens=reply.prompt_tokens)
+    return event
+
+
+class Journal:
     """Append-only JSONL log of answered requests of one question."""
 
     def __init__(self, path: Path):
@@ -244,8 +292,8 @@ class _Question:
     index: int
     problem: Problem
     gold: str
-    branches: list[_Branch]
-    journal: _Journal
+    branches: list[BranchState]
+    journal: Journal
     done_path: Path
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -372,7 +420,7 @@ class _Collector:
         """A finished question's record, or the question's state rebuilt from its journal."""
         stem = self.ckpt / f"q{i:05d}"
         done_path = stem.with_suffix(".json")
-        journal = _Journal(Path(f"{stem}.journal.jsonl"))
+        journal = Journal(Path(f"{stem}.journal.jsonl"))
         gold = self._gold(p, f"question {i}")
         if done_path.exists():
             try:
@@ -386,7 +434,7 @@ class _Collector:
                 )
             journal.path.unlink(missing_ok=True)  # killed between the record and the cleanup
             return rec
-        q = _Question(i, p, gold, [_Branch() for _ in range(self.s.branches)], journal,
+        q = _Question(i, p, gold, [BranchState() for _ in range(self.s.branches)], journal,
                       done_path)
         events = journal.read()
         if events:
@@ -431,47 +479,18 @@ class _Collector:
 
     def _step(self, q: _Question, b: int) -> None:
         """Send the next request of branch ``b`` and journal its result."""
-        br, s = q.branches[b], self.s
-        prompt = s.prompt(q.problem.question)
-        if len(br.probes) == br.gens:
-            k = br.gens
-            ask = min(s.probe_freq, s.max_tokens - br.tokens)
-            reply = self.client.complete(
-                prompt + br.text, max_tokens=ask, temperature=s.temperature,
-                seed=request_seed(s.seed, q.index, b, k, "gen"),
-            )
-            event = {"e": "gen", "b": b, "k": k, "text": reply.text,
-                     "tokens": reply.completion_tokens, "finish": reply.finish_reason,
-                     "max_tokens": ask}
-            self._count(gen_requests=1, tokens=reply.completion_tokens)
-            self._progress(requests=1, tokens=reply.completion_tokens)
-        else:
-            k = len(br.probes)
-            event = {"e": "probe", "b": b, "k": k}
-            boxed = None
-            if br.ended and br.last_finish != "length" and s.extractor != "last-number":
-                boxed = find_boxed(br.text)
-            if boxed is not None and (answer := self.normalize(boxed)).strip():
-                event.update(answer=answer, via="completion", tokens=0)
-            else:
-                try:
-                    reply = self.client.complete(
-                        prompt + br.text + s.probe_suffix, max_tokens=s.probe_max_tokens,
-                        temperature=s.probe_temperature,
-                        seed=request_seed(s.seed, q.index, b, k, "probe"),
-                    )
-                except RequestRejected as exc:
-                    # e.g. prompt + suffix beyond the context: no answer at this depth
-                    event.update(answer=NO_ANSWER, via="rejected", tokens=0, error=str(exc))
-                    self._count(probe_requests=1, rejected_probes=1, no_answer_probes=1)
-                else:
-                    answer = answer_from(s.probe_suffix + reply.text, s.extractor, s.normalize)
-                    event.update(answer=answer, via="request", tokens=reply.completion_tokens)
-                    self._count(probe_requests=1, probe_tokens=reply.completion_tokens,
-                                no_answer_probes=int(answer == NO_ANSWER))
-                self._progress(requests=1)
+        event = next_event(self.client, self.s, self.normalize,
+                           self.s.prompt(q.problem.question), q.index, b, q.branches[b])
+        if event["e"] == "gen":
+            self._count(gen_requests=1, tokens=event["tokens"])
+            self._progress(requests=1, tokens=event["tokens"])
+        elif event["via"] != "completion":
+            self._count(probe_requests=1, probe_tokens=event["tokens"],
+                        rejected_probes=int(event["via"] == "rejected"),
+                        no_answer_probes=int(event["answer"] == NO_ANSWER))
+            self._progress(requests=1)
         q.journal.append(event)
-        br.apply(event, s)
+        q.branches[b].apply(event, self.s)
 
     def _progress(self, **kw: int) -> None:
         if self.progress is not None:

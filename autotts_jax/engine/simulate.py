@@ -462,6 +462,7 @@ def simulate(
     lanes: int = DEFAULT_LANES,
     devices: int | None = None,
     ledger: bool = False,
+    orders: np.ndarray | None = None,
 ) -> Episodes | tuple[Episodes, dict]:
     """Replay ``controller`` for every config x seed x question of ``data``.
 
@@ -480,12 +481,16 @@ def simulate(
     valid while ``r < rounds``) -- meant for a few episodes, not for sweeps.  With
     ``ledger=True`` the episodes also carry what they saw of each slot (``slot_depth``,
     ``slot_end``; a separate compiled program).
+
+    ``orders`` replaces the seeds' shuffles by explicit slot orders, ``[N, Q, n]`` int: slot
+    ``j`` of episode ``(i, q)`` holds branch ``orders[i, q, j]`` (e.g. the order in which a
+    live run started its branches); ``N`` takes the place of the seed axis.
     """
     if cost_model not in E.COST_MODELS:
         raise ValueError(f"cost_model must be one of {E.COST_MODELS}, got {cost_model!r}")
     if not configs:
         raise ValueError("no configs to simulate")
-    seeds = list(seeds)
+    seeds = list(seeds) if orders is None else list(range(len(orders)))
     data = jax.device_put(data)  # once, not once per chunk
     n_b = data.probe_answer.shape[1]
     needs = [min(bucket(controller.max_slots(controller.config(c)), 8), n_b) for c in configs]
@@ -494,12 +499,18 @@ def simulate(
         parts = {b: simulate(controller, data, [configs[i] for i in idx], seeds,
                              cost_model=cost_model, max_rounds=max_rounds, pool_size=pool_size,
                              slots=b, chunk_size=chunk_size, lanes=lanes, devices=devices,
-                             ledger=ledger)
+                             ledger=ledger, orders=orders)
                  for b, idx in groups.items()}
         return _merge(parts, groups, len(configs))
     slots = slots or max(needs)
     params = stack_params(controller, configs)
     perms = permutation_table(seeds, np.asarray(data.n_branches), slots)
+    if orders is not None:
+        given = np.asarray(orders, np.int32)[:, :, :slots]
+        if given.shape[1] != perms.shape[1]:
+            raise ValueError(f"orders: {given.shape[1]} questions, the data has {perms.shape[1]}")
+        perms = np.full_like(perms, -1)
+        perms[:, :, : given.shape[2]] = given
     n_conf, n_seed, n_q = len(configs), len(seeds), perms.shape[1]
     cfg, seed, question = (
         a.ravel().astype(np.int32)
