@@ -114,6 +114,16 @@ def _cmd_import_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_equivalence_flag(p: argparse.ArgumentParser) -> None:
+    """``--equivalence``, shared by every command that writes a store."""
+    from autotts_jax.store.equivalence import EQUIVALENCES, EXACT
+
+    p.add_argument("--equivalence", choices=EQUIVALENCES, default=EXACT,
+                   help="exact (default): an answer is its string; math: mathematically equal "
+                   "answers of a question share one answer id and are judged against the gold "
+                   "answer the same way (math-verify, from the [hf] extra)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``collect`` and ``import-hf`` on the ``autotts-jax`` subparsers."""
     from autotts_jax.collect.answers import EXTRACTORS, NORMALIZERS

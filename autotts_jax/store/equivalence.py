@@ -1,0 +1,238 @@
+"""Answer equivalence applied when a store is written: ``exact`` (the default) or ``math``.
+
+``exact`` interns answers by string (``"1/2"`` and ``"0.5"`` are two answer ids) and judges an
+answer correct when it equals the gold string; it is what every published store uses.
+
+``math`` asks math-verify (``pip install 'autotts-jax[hf]'``) whether two answers are
+mathematically equal, so that ``\\frac12``, ``\\frac{1}{2}`` and ``0.5`` become one answer id of
+their question and a vote for any of them is one vote.  Each answer is parsed once as LaTeX
+math (wrapped in ``$...$``: the stored answers are already extracted, so the whole string is
+the expression).  Per question, in the store's interning order (final answers first, then
+probes), an answer joins the first earlier class whose representative verifies equal to it,
+else it starts a class; the representative (the first member) is the string stored in the
+vocabulary.  An answer that parses to an integer joins the class of the same integer directly,
+which keeps the common case of integer answers linear instead of quadratic.  A class is
+correct when one of its members equals the gold string or its representative verifies equal to
+the gold answer, so ``math`` never marks correct fewer branches than ``exact``.
+
+Limits, all math-verify's own and pinned by the tests: units are dropped (``5\\text{ cm}``
+equals ``5\\text{ m}``), letters are case-insensitive symbols (``A`` equals ``a``, and a word
+is a product of symbols, so ``yes`` equals ``Yes``), ``(1, 2)`` may be read as an interval or a
+tuple and then equals ``\\{1, 2\\}``, and ``1e3`` is ``1 * e * 3``.  The no-answer marker is
+never merged and never correct unless it is the gold string.
+
+math-verify bounds its parsing and comparisons with ``SIGALRM`` timeouts, which only work on
+the main thread; ``math`` therefore runs only there (the command line always does) and refuses
+to run elsewhere rather than risk an unbounded sympy computation (``9^{9^{9}}``).  A parse or a
+comparison that runs out of time counts as "not equal", so a pathological answer keeps its own
+id; answers longer than :data:`MAX_CHARS` characters are compared as strings only.
+"""
+
+from __future__ import annotations
+
+import cmath
+import signal
+import threading
+from dataclasses import dataclass, replace
+from importlib import metadata
+
+from autotts_jax.errors import AutoTTSError
+from autotts_jax.store.upstream import Branch, QuestionRecord, UpstreamFile
+
+EXACT = "exact"
+MATH = "math"
+EQUIVALENCES = (EXACT, MATH)
+NO_ANSWER = "<no-answer>"  # the collectors' marker (autotts_jax.collect.answers.NO_ANSWER)
+MAX_CHARS = 1000
+TIMEOUT_S = 5  # per parse and per comparison, as math-verify's defaults
+NUMERIC_GAP = 1e-5
+
+
+def _math_verify():
+    try:
+        import math_verify
+    except ImportError:
+        raise AutoTTSError(
+            "--equivalence math needs math-verify: pip install 'autotts-jax[hf]'"
+        ) from None
+    return math_verify
+
+
+def verifier_name() -> str:
+    """``math-verify <version>``: recorded in the store, as its judgement may change."""
+    return f"math-verify {metadata.version('math-verify')}"
+
+
+class MathJudge:
+    """math-verify with a parse cache: each distinct answer string is parsed once."""
+
+    def __init__(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "SIGALRM"
+        ):
+            raise AutoTTSError(
+                "--equivalence math runs on the main thread of a POSIX process only "
+                "(math-verify's timeouts use SIGALRM)"
+            )
+        self._mv = _math_verify()
+        self._timeout = self._mv.utils.timeout(TIMEOUT_S)
+        self._parsed: dict[str, list] = {}
+        self._values: dict[str, complex | None] = {}
+
+    def parse(self, answer: str) -> list:
+        """math-verify's parse of ``$answer$``; empty when unparsable, too long or no answer."""
+        if answer not in self._parsed:
+            if answer == NO_ANSWER or len(answer) > MAX_CHARS or not answer.strip():
+                self._parsed[answer] = []
+            else:
+                self._parsed[answer] = self._mv.parse(f"${answer}$", parsing_timeout=TIMEOUT_S)
+        return self._parsed[answer]
+
+    def equal(self, gold: str, answer: str) -> bool:
+        """Whether ``answer`` is ``gold``, as a string or mathematically."""
+        if gold == answer:
+            return True
+        g, a = self.parse(gold), self.parse(answer)
+        if not (g and a):
+            return False
+        if self._apart(gold, answer):
+            return False
+        return self._mv.verify(g, a, timeout_seconds=TIMEOUT_S)
+
+    def _apart(self, gold: str, answer: str) -> bool:
+        """A cheap proof that math-verify would call a number and an expression unequal.
+
+        math-verify calls a number equal to an expression only when their difference
+        simplifies to zero or, for floats, they round to the same 6 decimals; either way the
+        expression takes (almost) that value at every point where it is defined.  So a number
+        further than :data:`NUMERIC_GAP` (relative) from the expression's value at
+        :func:`_probe_point` is unequal without asking sympy to simplify, which is what makes
+        comparing an answer with hundreds of integers affordable.
+        """
+        x, y = self.value(gold), self.value(answer)
+        if x is None or y is None or (x[1] and y[1]):
+            return False  # no value, or two expressions with symbols: only math-verify knows
+        return abs(x[0] - y[0]) > NUMERIC_GAP * max(1, abs(x[0]), abs(y[0]))
+
+    def value(self, answer: str) -> tuple[complex, bool] | None:
+        """The numeric value of an answer (its expression at :func:`_probe_point` when it has
+        symbols) and whether it has symbols; None when there is no safe value.
+
+        Percentages (``10\\%`` equals ``10`` for math-verify), bare symbols (compared by
+        name: the symbol ``e`` equals Euler's number), relations, sets, tuples and matrices
+        have none.
+        """
+        if answer not in self._values:
+            self._values[answer] = self._numeric(self.parse(answer))
+        return self._values[answer]
+
+    def _numeric(self, parsed: list) -> tuple[complex, bool] | None:
+        import sympy
+
+        exprs = [e for e in parsed if not isinstance(e, str)]
+        if len(exprs) != 1:
+            return None
+        e = exprs[0]
+        if not isinstance(e, sympy.Expr) or isinstance(e, sympy.Symbol) or e.has(
+            sympy.UnevaluatedExpr
+        ):
+            return None
+        symbols = sorted(e.free_symbols, key=str)
+        point = {s: _probe_point(i) for i, s in enumerate(symbols)}
+        try:
+            value = self._timeout(lambda: complex(e.evalf(30, subs=point)))()
+        except (Exception, self._mv.errors.TimeoutException):  # no value here: no shortcut
+            return None
+        return (value, bool(symbols)) if cmath.isfinite(value) else None
+
+    def integer(self, answer: str) -> int | None:
+        """The value when ``answer`` parses to a plain integer (the fast path)."""
+        parsed = self.parse(answer)
+        if parsed and getattr(parsed[0], "is_Integer", False):
+            return int(parsed[0])
+        return None
+
+
+def _probe_point(i: int) -> float:
+    """Value given to the i-th symbol of an expression: irrational-looking, so that an
+    expression is rarely a given number there by accident."""
+    return 0.5772156649 + 0.3183098862 * i
+
+
+def _answers_in_order(q: QuestionRecord) -> list[str]:
+    """Distinct answers of a question in the store's interning order."""
+    seen: dict[str, None] = {}
+    for b in q.branches:
+        seen.setdefault(b.final)
+    for b in q.branches:
+        for p in b.probes:
+            seen.setdefault(p)
+    for a in q.final_answers_trace:
+        seen.setdefault(a)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A question's answers after merging: representative of each answer, correct ones."""
+
+    representative: dict[str, str]
+    correct: frozenset[str]
+
+
+def merge_question(q: QuestionRecord, judge: MathJudge) -> Merged:
+    """Group the answers of one question into classes of mathematically equal answers."""
+    rep: dict[str, str] = {}
+    reps: list[str] = []  # every class representative, in order
+    parsed_reps: list[str] = []  # those math-verify can read
+    by_integer: dict[int, str] = {}  # integer value -> its class representative
+    not_integer: list[str] = []  # parsed representatives that are not plain integers
+    for answer in _answers_in_order(q):
+        if answer == NO_ANSWER or not judge.parse(answer):
+            rep[answer] = answer
+            reps.append(answer)
+            continue
+        value = judge.integer(answer)
+        if value is not None and value in by_integer:
+            found: str | None = by_integer[value]
+        else:
+            # Two different integers are never equal: an integer is compared with the others.
+            candidates = not_integer if value is not None else parsed_reps
+            found = next((r for r in candidates if judge.equal(r, answer)), None)
+        if found is None:
+            found = answer
+            reps.append(answer)
+            parsed_reps.append(answer)
+            if value is not None:
+                by_integer[value] = answer
+            else:
+                not_integer.append(answer)
+        rep[answer] = found
+    correct = {rep[a] for a in rep if a == q.gold_answer}
+    correct |= {r for r in reps if r != NO_ANSWER and judge.equal(q.gold_answer, r)}
+    return Merged(rep, frozenset(correct))
+
+
+def apply_equivalence(
+    src: UpstreamFile, mode: str
+) -> tuple[UpstreamFile, tuple[frozenset[str], ...] | None]:
+    """``src`` with equal answers replaced by their representative, and the correct answers
+    of each question; ``(src, None)`` for ``exact`` (correct means ``== gold``)."""
+    if mode == EXACT:
+        return src, None
+    if mode != MATH:
+        raise AutoTTSError(f"unknown equivalence {mode!r}; known: {', '.join(EQUIVALENCES)}")
+    judge = MathJudge()
+    questions, correct = [], []
+    for q in src.questions:
+        merged = merge_question(q, judge)
+        r = merged.representative
+        questions.append(replace(
+            q,
+            final_answers_trace=tuple(r[a] for a in q.final_answers_trace),
+            branches=tuple(
+                Branch(tuple(r[p] for p in b.probes), b.tokens, r[b.final]) for b in q.branches
+            ),
+        ))
+        correct.append(merged.correct)
+    return replace(src, questions=tuple(questions)), tuple(correct)
