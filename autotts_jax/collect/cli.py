@@ -57,7 +57,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         extra_body=extra,
     )
     settings.validate()
-    problems = load_problems(args.problems, limit=args.limit)
+    problems = load_problems(args.problems, limit=args.limit, question_field=args.question_field,
+                             answer_field=args.answer_field, split=args.split)
     est = cost_estimate(settings, len(problems.problems))
     print(
         f"collect: {len(problems.problems)} questions x {settings.branches} branches, "
@@ -82,7 +83,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         result = collect(
             settings, conn, problems, args.output, checkpoint_dir=ckpt,
             benchmark=args.benchmark, store_model=args.store_model,
-            progress=None if args.quiet else sys.stderr,
+            progress=None if args.quiet else sys.stderr, equivalence=args.equivalence,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted: collected requests are kept in {ckpt}; run the same command "
@@ -109,7 +110,9 @@ def _cmd_import_hf(args: argparse.Namespace) -> int:
     from autotts_jax.collect.hf_import import import_hf
 
     for path in import_hf(args.inputs, args.output, model=args.model, benchmark=args.benchmark,
-                          probe_freq=args.probe_freq, normalize=args.normalize):
+                          probe_freq=args.probe_freq, normalize=args.normalize,
+                          question_field=args.question_field, answer_field=args.answer_field,
+                          split=args.split, equivalence=args.equivalence):
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
@@ -122,6 +125,15 @@ def add_equivalence_flag(p: argparse.ArgumentParser) -> None:
                    help="exact (default): an answer is its string; math: mathematically equal "
                    "answers of a question share one answer id and are judged against the gold "
                    "answer the same way (math-verify, from the [hf] extra)")
+
+
+def _add_input_flags(p: argparse.ArgumentParser, question: str, answer: str) -> None:
+    p.add_argument("--question-field", metavar="NAME",
+                   help=f"column holding the question (default: {question})")
+    p.add_argument("--answer-field", metavar="NAME",
+                   help=f"column holding the gold answer (default: {answer})")
+    p.add_argument("--split", help="split to read from a Hugging Face dataset folder with "
+                   "several (train, test, ...)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -141,8 +153,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model name as the server knows it")
     p.add_argument("-o", "--output", required=True, help="the .h5 store to write")
     p.add_argument("--problems", default="builtin",
-                   help="JSONL/JSON file with question+answer per record, or 'builtin' "
-                   "(default: five built-in AIME-style questions)")
+                   help="JSONL/JSON/Parquet file with question+answer per record, a Hugging "
+                   "Face dataset folder (save_to_disk, hub cache or --local-dir download), or "
+                   "'builtin' (default: five built-in AIME-style questions)")
     p.add_argument("--limit", type=int, help="only the first LIMIT questions")
     p.add_argument("--benchmark", help="benchmark name in the store (default: problem file stem)")
     p.add_argument("--store-model", help="model name in the store (default: --model)")
@@ -165,6 +178,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extractor", choices=sorted(EXTRACTORS), default="boxed-or-last-number")
     p.add_argument("--normalize", choices=sorted(NORMALIZERS), default="math",
                    help="answer normaliser applied to answers and gold answers (math)")
+    _add_input_flags(p, "question, else problem", "answer, else gold_answer")
+    add_equivalence_flag(p)
     p.add_argument("--extra-body", help="JSON object merged into every request, e.g. "
                    "'{\"top_p\": 0.95}'")
     p.add_argument("--concurrency", "-j", type=int, default=8, help="requests in flight (8)")
@@ -184,7 +199,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "import-hf",
         help="raw released probe datasets (probe_matrix_mxn records, local files) -> HDF5",
     )
-    p.add_argument("inputs", nargs="+", help="raw .json/.jsonl files")
+    p.add_argument("inputs", nargs="+", help="raw .json/.jsonl/.parquet files or Hugging Face "
+                   "dataset folders")
     p.add_argument("output", help="a .h5 file (one input) or a directory (<model>/<bench>.h5)")
     p.add_argument("--model", help="model name (default: from <model>__<bench>__... file name)")
     p.add_argument("--benchmark", help="benchmark name (default: from the file name)")
@@ -193,4 +209,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "file name)")
     p.add_argument("--normalize", choices=sorted(NORMALIZERS), default="none",
                    help="answer normaliser (none: answers as released)")
+    _add_input_flags(p, "question, else problem", "gold_answer, else answer")
+    add_equivalence_flag(p)
     p.set_defaults(func=_cmd_import_hf)

@@ -213,15 +213,22 @@ def merge_question(q: QuestionRecord, judge: MathJudge) -> Merged:
     return Merged(rep, frozenset(correct))
 
 
+def check_equivalence(mode: str) -> None:
+    """Fail now, before hours of collection, if ``mode`` cannot be applied when writing."""
+    if mode == MATH:
+        MathJudge()
+    elif mode != EXACT:
+        raise AutoTTSError(f"unknown equivalence {mode!r}; known: {', '.join(EQUIVALENCES)}")
+
+
 def apply_equivalence(
     src: UpstreamFile, mode: str
 ) -> tuple[UpstreamFile, tuple[frozenset[str], ...] | None]:
     """``src`` with equal answers replaced by their representative, and the correct answers
     of each question; ``(src, None)`` for ``exact`` (correct means ``== gold``)."""
+    check_equivalence(mode)
     if mode == EXACT:
         return src, None
-    if mode != MATH:
-        raise AutoTTSError(f"unknown equivalence {mode!r}; known: {', '.join(EQUIVALENCES)}")
     judge = MathJudge()
     questions, correct = [], []
     for q in src.questions:
