@@ -256,3 +256,23 @@ def test_collect_from_parquet_with_math_equivalence(tmp_path: Path,
     for q, gold in enumerate(["17", "42", "5"]):
         words = list(math["vocab"][q][: math["n_vocab"][q]])
         assert [w for w, ok in zip(words, math["is_correct"][q], strict=False) if ok] == [gold]
+
+
+def test_damaged_dataset_folders(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(folder))
+    (folder / "state.json").write_text('{"_data_files": "data.arrow"}')
+    with pytest.raises(AutoTTSError, match=r"state.json: _data_files: expected a list"):
+        load_problems(folder)
+    (folder / "state.json").write_text('{"_data_files": [{"filename": "gone.arrow"}]}')
+    with pytest.raises(AutoTTSError, match=r"saved/gone.arrow: no such file \(listed in "):
+        load_problems(folder)
+    entry = hub_cache(tmp_path, "moved", {"test.jsonl": ROWS})
+    (entry / "refs" / "main").write_text("feedface")
+    with pytest.raises(AutoTTSError, match=r"refs/main: names snapshot 'feedface'"):
+        load_problems(entry)
+    arrow = tmp_path / "bad.arrow"
+    arrow.write_bytes(b"not arrow at all")
+    with pytest.raises(AutoTTSError, match=r"bad.arrow: not a readable Arrow file \("):
+        load_problems(arrow)

@@ -11,7 +11,9 @@ the expression).  Per question, in the store's interning order (final answers fi
 probes), an answer joins the first earlier class whose representative verifies equal to it,
 else it starts a class; the representative (the first member) is the string stored in the
 vocabulary.  An answer that parses to an integer joins the class of the same integer directly,
-which keeps the common case of integer answers linear instead of quadratic.  A class is
+and a number is compared with an expression only when their numeric values are close
+(:meth:`MathJudge._apart`), which keeps hundreds of distinct answers per question affordable
+(math-verify's symbolic comparison takes milliseconds per pair).  A class is
 correct when one of its members equals the gold string or its representative verifies equal to
 the gold answer, so ``math`` never marks correct fewer branches than ``exact``.
 
@@ -77,7 +79,7 @@ class MathJudge:
         self._mv = _math_verify()
         self._timeout = self._mv.utils.timeout(TIMEOUT_S)
         self._parsed: dict[str, list] = {}
-        self._values: dict[str, complex | None] = {}
+        self._values: dict[str, tuple[complex, bool] | None] = {}
 
     def parse(self, answer: str) -> list:
         """math-verify's parse of ``$answer$``; empty when unparsable, too long or no answer."""
