@@ -71,7 +71,10 @@ EQUAL = [
     # math-verify's leniencies (documented limits of the mode)
     (r"5\text{ m}", r"5\text{ cm}"),  # units are dropped, not compared
     ("A", "a"),  # choice letters are case-insensitive symbols
-    ("yes", "Yes"),  # a word is a product of symbols
+    ("yes", "Yes"),  # a word is a product of symbols ...
+    ("yes", "sey"),  # ... so the order of its letters does not matter
+    ("e", "2.718281828"),  # the letter e is Euler's number
+    ("3", r"\{3\}"),  # a one-element set equals its element
     ("(1,2)", r"\{1, 2\}"),  # (1, 2) may be an interval, a tuple or a set
 ]
 UNEQUAL = [
@@ -233,3 +236,35 @@ def test_missing_math_verify_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().err == (
         "error: --equivalence math needs math-verify: pip install 'autotts-jax[hf]'\n")
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+# Answers of the kinds the shortcuts of MathJudge skip math-verify for (integers, numbers far
+# apart, text that parses to no expression, undefined functions, symbols), plus a few equal
+# ones; every pair must be judged exactly as math-verify itself judges it.
+SHORTCUT_ANSWERS = [
+    "17", "17.0", r"\frac{34}{2}", "16", "0.5", r"\frac12", "0.500001", "0.5000001",
+    r"\sqrt{2}", r"2^{1/2}", r"10\%", "10", "0.1", r"\sin^2 x + \cos^2 x", "1", "x + y",
+    "y + x", "x + 1", "a + b + c.", "?", "[Boxed Value]", "11 + 10 log_2(3)",
+    r"11 + 10 \log_2 3", "e", r"\mathrm{e}", "2.718281828", "E", "S", "s", "x = 3", "3",
+    r"\{3\}", "(3, 4)", r"\infty", "yes", "sey",
+]
+
+
+def test_shortcuts_agree_with_math_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math_verify
+    from math_verify import parse, verify
+
+    parsed = {a: parse(f"${a}$") for a in SHORTCUT_ANSWERS}
+    pairs = [(a, b) for a in SHORTCUT_ANSWERS for b in SHORTCUT_ANSWERS if a != b]
+    truth = {(a, b): verify(parsed[a], parsed[b]) for a, b in pairs}
+    asked: list[int] = []
+
+    def counting_verify(*args, **kwargs):
+        asked.append(1)
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(math_verify, "verify", counting_verify)
+    judge = MathJudge()
+    assert [p for p in pairs if judge.equal(*p) != truth[p]] == []
+    assert sum(truth.values()) >= 30  # equal pairs are among them ...
+    assert len(asked) < len(pairs) / 2  # ... and most pairs were settled without math-verify

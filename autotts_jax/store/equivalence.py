@@ -11,7 +11,7 @@ the expression).  Per question, in the store's interning order (final answers fi
 probes), an answer joins the first earlier class whose representative verifies equal to it,
 else it starts a class; the representative (the first member) is the string stored in the
 vocabulary.  An answer that parses to an integer joins the class of the same integer directly,
-and a number is compared with an expression only when their numeric values are close
+and two expressions are compared only when their numeric values are close
 (:meth:`MathJudge._apart`), which keeps hundreds of distinct answers per question affordable
 (math-verify's symbolic comparison takes milliseconds per pair).  A class is
 correct when one of its members equals the gold string or its representative verifies equal to
@@ -19,15 +19,17 @@ the gold answer, so ``math`` never marks correct fewer branches than ``exact``.
 
 Limits, all math-verify's own and pinned by the tests: units are dropped (``5\\text{ cm}``
 equals ``5\\text{ m}``), letters are case-insensitive symbols (``A`` equals ``a``, and a word
-is a product of symbols, so ``yes`` equals ``Yes``), ``(1, 2)`` may be read as an interval or a
-tuple and then equals ``\\{1, 2\\}``, and ``1e3`` is ``1 * e * 3``.  The no-answer marker is
+is a product of symbols, so ``yes`` equals ``Yes`` and ``sey``; ``e`` is Euler's number),
+``(1, 2)`` may be read as an interval or a tuple and then equals ``\\{1, 2\\}``, ``3`` equals
+``\\{3\\}``, and ``1e3`` is ``1 * e * 3``.  The no-answer marker is
 never merged and never correct unless it is the gold string.
 
 math-verify bounds its parsing and comparisons with ``SIGALRM`` timeouts, which only work on
 the main thread; ``math`` therefore runs only there (the command line always does) and refuses
 to run elsewhere rather than risk an unbounded sympy computation (``9^{9^{9}}``).  A parse or a
 comparison that runs out of time counts as "not equal", so a pathological answer keeps its own
-id; answers longer than :data:`MAX_CHARS` characters are compared as strings only.
+id (the limit is wall-clock time: under heavy load a slow legitimate comparison can run out);
+answers longer than :data:`MAX_CHARS` characters are compared as strings only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import cmath
 import signal
 import threading
+import zlib
 from dataclasses import dataclass, replace
 from importlib import metadata
 
@@ -79,7 +82,7 @@ class MathJudge:
         self._mv = _math_verify()
         self._timeout = self._mv.utils.timeout(TIMEOUT_S)
         self._parsed: dict[str, list] = {}
-        self._values: dict[str, tuple[complex, bool] | None] = {}
+        self._values: dict[str, complex | None] = {}
 
     def parse(self, answer: str) -> list:
         """math-verify's parse of ``$answer$``; empty when unparsable, too long or no answer."""
@@ -97,28 +100,34 @@ class MathJudge:
         g, a = self.parse(gold), self.parse(answer)
         if not (g and a):
             return False
+        g_text, a_text = _texts(g), _texts(a)
+        if len(g_text) == len(g) or len(a_text) == len(a):
+            # Text only on one side: math-verify compares its strings with the other side's
+            # strings (a string never equals an expression), stripped and non-empty.
+            return bool({t.strip() for t in g_text if t.strip()}
+                        & {t.strip() for t in a_text if t.strip()})
         if self._apart(gold, answer):
             return False
         return self._mv.verify(g, a, timeout_seconds=TIMEOUT_S)
 
     def _apart(self, gold: str, answer: str) -> bool:
-        """A cheap proof that math-verify would call a number and an expression unequal.
+        """A cheap proof that math-verify would call two expressions unequal.
 
-        math-verify calls a number equal to an expression only when their difference
-        simplifies to zero or, for floats, they round to the same 6 decimals; either way the
-        expression takes (almost) that value at every point where it is defined.  So a number
-        further than :data:`NUMERIC_GAP` (relative) from the expression's value at
-        :func:`_probe_point` is unequal without asking sympy to simplify, which is what makes
-        comparing an answer with hundreds of integers affordable.
+        For two expressions (neither a bare symbol, a relation, a set or a percentage)
+        math-verify's only ways to equality are equal strings, a difference that simplifies to
+        zero, or, for floats, the same value to 6 decimals; each implies (almost) the same value
+        at every point where both are defined.  So values at :func:`_probe_point` further
+        apart than :data:`NUMERIC_GAP` (relative) prove them unequal without asking sympy to
+        simplify, which is what makes hundreds of distinct answers per question affordable.
         """
         x, y = self.value(gold), self.value(answer)
-        if x is None or y is None or (x[1] and y[1]):
-            return False  # no value, or two expressions with symbols: only math-verify knows
-        return abs(x[0] - y[0]) > NUMERIC_GAP * max(1, abs(x[0]), abs(y[0]))
+        if x is None or y is None:
+            return False  # no safe value: only math-verify knows
+        return abs(x - y) > NUMERIC_GAP * max(1, abs(x), abs(y))
 
-    def value(self, answer: str) -> tuple[complex, bool] | None:
-        """The numeric value of an answer (its expression at :func:`_probe_point` when it has
-        symbols) and whether it has symbols; None when there is no safe value.
+    def value(self, answer: str) -> complex | None:
+        """The numeric value of an answer (at :func:`_probe_point` when it has symbols); None
+        when there is no safe value.
 
         Percentages (``10\\%`` equals ``10`` for math-verify), bare symbols (compared by
         name: the symbol ``e`` equals Euler's number), relations, sets, tuples and matrices
@@ -128,8 +137,9 @@ class MathJudge:
             self._values[answer] = self._numeric(self.parse(answer))
         return self._values[answer]
 
-    def _numeric(self, parsed: list) -> tuple[complex, bool] | None:
+    def _numeric(self, parsed: list) -> complex | None:
         import sympy
+        from sympy.core.function import AppliedUndef
 
         exprs = [e for e in parsed if not isinstance(e, str)]
         if len(exprs) != 1:
@@ -139,13 +149,15 @@ class MathJudge:
             sympy.UnevaluatedExpr
         ):
             return None
-        symbols = sorted(e.free_symbols, key=str)
-        point = {s: _probe_point(i) for i, s in enumerate(symbols)}
+        # An undefined function applied (``\\log_2(3)`` misread as ``l o g_2(3)``) has no rules
+        # in sympy, so it behaves as an opaque symbol: it gets a value by its printed form.
+        e = e.replace(lambda x: isinstance(x, AppliedUndef), lambda x: sympy.Symbol(str(x)))
+        point = {s: _probe_point(s.name) for s in e.free_symbols}
         try:
             value = self._timeout(lambda: complex(e.evalf(30, subs=point)))()
         except (Exception, self._mv.errors.TimeoutException):  # no value here: no shortcut
             return None
-        return (value, bool(symbols)) if cmath.isfinite(value) else None
+        return value if cmath.isfinite(value) else None
 
     def integer(self, answer: str) -> int | None:
         """The value when ``answer`` parses to a plain integer (the fast path)."""
@@ -155,10 +167,15 @@ class MathJudge:
         return None
 
 
-def _probe_point(i: int) -> float:
-    """Value given to the i-th symbol of an expression: irrational-looking, so that an
-    expression is rarely a given number there by accident."""
-    return 0.5772156649 + 0.3183098862 * i
+def _texts(parsed: list) -> list[str]:
+    return [e for e in parsed if isinstance(e, str)]
+
+
+def _probe_point(name: str) -> float:
+    """The value a symbol takes in :meth:`MathJudge.value`: a function of its name only, so
+    that ``x`` is the same number in every answer, and irrational-looking, so that two
+    different expressions rarely agree there by accident."""
+    return 0.5772156649 + 0.3183098862 * (zlib.crc32(name.encode("utf-8")) % 1009) / 1009
 
 
 def _answers_in_order(q: QuestionRecord) -> list[str]:
