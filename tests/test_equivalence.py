@@ -7,6 +7,7 @@ math-verify release that changes one of them fails here rather than silently cha
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from importlib import metadata
@@ -121,9 +122,13 @@ def test_answers_are_read_as_math_not_searched_for() -> None:
 
 
 def test_out_of_time_counts_as_unequal(judge: MathJudge) -> None:
-    """``9^{9^{9}}`` cannot be compared with 5 in time: the comparison is abandoned."""
+    """``9^{9^{9}}`` cannot be compared with 5 in time: the comparison is abandoned, and the
+    CPU timer and its signal handler are left as they were."""
+    before = signal.getsignal(signal.SIGVTALRM)
     assert not judge.equal("9^{9^{9}}", "5")
     assert judge.equal("9^{9^{9}}", "9^{9^{9}}")
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGVTALRM) is before
 
 
 def test_no_answer_marker_is_the_collectors() -> None:

@@ -24,22 +24,27 @@ is a product of symbols, so ``yes`` equals ``Yes`` and ``sey``; ``e`` is Euler's
 ``\\{3\\}``, and ``1e3`` is ``1 * e * 3``.  The no-answer marker is
 never merged and never correct unless it is the gold string.
 
-math-verify bounds its parsing and comparisons with ``SIGALRM`` timeouts, which only work on
-the main thread; ``math`` therefore runs only there (the command line always does) and refuses
-to run elsewhere rather than risk an unbounded sympy computation (``9^{9^{9}}``).  A parse or a
-comparison that runs out of time counts as "not equal", so a pathological answer keeps its own
-id (the limit is wall-clock time: under heavy load a slow legitimate comparison can run out);
-answers longer than :data:`MAX_CHARS` characters are compared as strings only.
+math-verify's own timeouts (``SIGALRM``, wall-clock seconds) are turned off: they would make
+a store depend on how busy the machine was.  Each parse, numeric value and comparison is
+instead limited to :data:`CPU_LIMIT_S` seconds of CPU time by a ``SIGVTALRM`` timer.  Signals
+are handled on the main thread only, so ``math`` runs only there (the command line always
+does) and refuses to run elsewhere rather than risk an unbounded sympy computation
+(``9^{9^{9}}``).  A parse or a comparison that runs out of time counts as "not equal", so a
+pathological answer keeps its own id; answers longer than :data:`MAX_CHARS` characters are
+compared as strings only.
 """
 
 from __future__ import annotations
 
 import cmath
+import logging
 import signal
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
+from typing import TypeVar
 
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.upstream import Branch, QuestionRecord, UpstreamFile
@@ -49,7 +54,8 @@ MATH = "math"
 EQUIVALENCES = (EXACT, MATH)
 NO_ANSWER = "<no-answer>"  # the collectors' marker (autotts_jax.collect.answers.NO_ANSWER)
 MAX_CHARS = 1000
-TIMEOUT_S = 5  # per parse and per comparison, as math-verify's defaults
+T = TypeVar("T")
+CPU_LIMIT_S = 2.0  # CPU seconds per parse, per value and per comparison
 NUMERIC_GAP = 1e-5
 
 
@@ -73,14 +79,17 @@ class MathJudge:
 
     def __init__(self) -> None:
         if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "SIGALRM"
+            signal, "ITIMER_VIRTUAL"
         ):
             raise AutoTTSError(
                 "--equivalence math runs on the main thread of a POSIX process only "
-                "(math-verify's timeouts use SIGALRM)"
+                "(its time limit is a CPU-time signal)"
             )
         self._mv = _math_verify()
-        self._timeout = self._mv.utils.timeout(TIMEOUT_S)
+        for name in ("math_verify.parser", "math_verify.grader"):
+            logger = logging.getLogger(name)
+            if _drop_timeout_notice not in logger.filters:
+                logger.addFilter(_drop_timeout_notice)
         self._parsed: dict[str, list] = {}
         self._values: dict[str, complex | None] = {}
 
@@ -90,7 +99,9 @@ class MathJudge:
             if answer == NO_ANSWER or len(answer) > MAX_CHARS or not answer.strip():
                 self._parsed[answer] = []
             else:
-                self._parsed[answer] = self._mv.parse(f"${answer}$", parsing_timeout=TIMEOUT_S)
+                self._parsed[answer] = _cpu_limited(
+                    lambda: self._mv.parse(f"${answer}$", parsing_timeout=None), []
+                )
         return self._parsed[answer]
 
     def equal(self, gold: str, answer: str) -> bool:
@@ -108,7 +119,7 @@ class MathJudge:
                         & {t.strip() for t in a_text if t.strip()})
         if self._apart(gold, answer):
             return False
-        return self._mv.verify(g, a, timeout_seconds=TIMEOUT_S)
+        return _cpu_limited(lambda: self._mv.verify(g, a, timeout_seconds=None), False)
 
     def _apart(self, gold: str, answer: str) -> bool:
         """A cheap proof that math-verify would call two expressions unequal.
@@ -154,10 +165,10 @@ class MathJudge:
         e = e.replace(lambda x: isinstance(x, AppliedUndef), lambda x: sympy.Symbol(str(x)))
         point = {s: _probe_point(s.name) for s in e.free_symbols}
         try:
-            value = self._timeout(lambda: complex(e.evalf(30, subs=point)))()
-        except (Exception, self._mv.errors.TimeoutException):  # no value here: no shortcut
+            value = _cpu_limited(lambda: complex(e.evalf(30, subs=point)), None)
+        except Exception:  # no value here: no shortcut
             return None
-        return value if cmath.isfinite(value) else None
+        return value if value is not None and cmath.isfinite(value) else None
 
     def integer(self, answer: str) -> int | None:
         """The value when ``answer`` parses to a plain integer (the fast path)."""
@@ -165,6 +176,43 @@ class MathJudge:
         if parsed and getattr(parsed[0], "is_Integer", False):
             return int(parsed[0])
         return None
+
+
+def _drop_timeout_notice(record: logging.LogRecord) -> bool:
+    """math-verify warns that with its timeouts off the caller must bound the work; this
+    module does (:func:`_cpu_limited`), so the notice would only mislead."""
+    return not record.getMessage().startswith("Timeout is disabled")
+
+
+class _OutOfTime(BaseException):
+    """Raised by the CPU timer; a BaseException so that no ``except Exception`` swallows it."""
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    raise _OutOfTime
+
+
+def _cpu_limited(work: Callable[[], T], fallback: T) -> T:
+    """``work()``, or ``fallback`` once it has used :data:`CPU_LIMIT_S` of CPU time.
+
+    math-verify's own timeouts count wall-clock seconds, so on a loaded machine the same
+    comparison could finish or not and the store would depend on the load; a CPU-time timer
+    (``ITIMER_VIRTUAL``, one shot) gives the same answers however busy the machine is.  The
+    handler is installed around the timer, so a shot that lands as the work finishes is still
+    caught here.
+    """
+    previous = signal.signal(signal.SIGVTALRM, _out_of_time)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_VIRTUAL, CPU_LIMIT_S)
+            try:
+                return work()
+            finally:
+                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        except _OutOfTime:
+            return fallback
+    finally:
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def _texts(parsed: list) -> list[str]:
