@@ -19,7 +19,7 @@ from autotts_jax.errors import AutoTTSError
 def _cmd_pack(args: argparse.Namespace) -> int:
     from autotts_jax.store.pack import pack
 
-    for path in pack(args.input, args.output):
+    for path in pack(args.input, args.output, equivalence=args.equivalence):
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
@@ -48,6 +48,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _file_parser() -> argparse.ArgumentParser:
+    from autotts_jax.collect.cli import add_equivalence_flag
+
     parser = argparse.ArgumentParser(prog="autotts-jax")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -55,6 +57,7 @@ def _file_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input")
     p.add_argument("output", help="a .h5 file (for one input file) or a directory")
+    add_equivalence_flag(p)
     p.set_defaults(func=_cmd_pack)
     p = sub.add_parser("unpack", help="HDF5 store -> upstream replay JSON")
     p.add_argument("file")

@@ -79,9 +79,11 @@ def add_settings_args(p: argparse.ArgumentParser, *, branches_help: str) -> None
                    help="server base URL, e.g. http://127.0.0.1:8000/v1 (POSTs <url>/completions)")
     p.add_argument("--model", required=True, help="model name as the server knows it")
     p.add_argument("--problems", default="builtin",
-                   help="JSONL/JSON file with question+answer per record, or 'builtin' "
-                   "(default: five built-in AIME-style questions)")
+                   help="JSONL/JSON/Parquet file with question+answer per record, a Hugging "
+                   "Face dataset folder (save_to_disk, hub cache or --local-dir download), or "
+                   "'builtin' (default: five built-in AIME-style questions)")
     p.add_argument("--limit", type=int, help="only the first LIMIT questions")
+    _add_input_flags(p, "question, else problem", "answer, else gold_answer")
     p.add_argument("--branches", "-n", type=int, default=8, help=branches_help)
     p.add_argument("--probe-freq", type=int, default=500, help="tokens per interval (500)")
     p.add_argument("--max-tokens", type=int, default=16384, help="tokens per branch (16384)")
@@ -123,7 +125,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     settings.validate()
-    problems = load_problems(args.problems, limit=args.limit)
+    problems = load_problems(args.problems, limit=args.limit, question_field=args.question_field,
+                             answer_field=args.answer_field, split=args.split)
     est = cost_estimate(settings, len(problems.problems))
     print(
         f"collect: {len(problems.problems)} questions x {settings.branches} branches, "
@@ -141,7 +144,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         result = collect(
             settings, conn, problems, args.output, checkpoint_dir=ckpt,
             benchmark=args.benchmark, store_model=args.store_model,
-            progress=None if args.quiet else sys.stderr,
+            progress=None if args.quiet else sys.stderr, equivalence=args.equivalence,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted: collected requests are kept in {ckpt}; run the same command "
@@ -168,9 +171,30 @@ def _cmd_import_hf(args: argparse.Namespace) -> int:
     from autotts_jax.collect.hf_import import import_hf
 
     for path in import_hf(args.inputs, args.output, model=args.model, benchmark=args.benchmark,
-                          probe_freq=args.probe_freq, normalize=args.normalize):
+                          probe_freq=args.probe_freq, normalize=args.normalize,
+                          question_field=args.question_field, answer_field=args.answer_field,
+                          split=args.split, equivalence=args.equivalence):
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
+
+
+def add_equivalence_flag(p: argparse.ArgumentParser) -> None:
+    """``--equivalence``, shared by every command that writes a store."""
+    from autotts_jax.store.equivalence import EQUIVALENCES, EXACT
+
+    p.add_argument("--equivalence", choices=EQUIVALENCES, default=EXACT,
+                   help="exact (default): an answer is its string; math: mathematically equal "
+                   "answers of a question share one answer id and are judged against the gold "
+                   "answer the same way (math-verify, from the [hf] extra)")
+
+
+def _add_input_flags(p: argparse.ArgumentParser, question: str, answer: str) -> None:
+    p.add_argument("--question-field", metavar="NAME",
+                   help=f"column holding the question (default: {question})")
+    p.add_argument("--answer-field", metavar="NAME",
+                   help=f"column holding the gold answer (default: {answer})")
+    p.add_argument("--split", help="split to read from a Hugging Face dataset folder with "
+                   "several (train, test, ...)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -188,6 +212,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="the .h5 store to write")
     p.add_argument("--benchmark", help="benchmark name in the store (default: problem file stem)")
     p.add_argument("--store-model", help="model name in the store (default: --model)")
+    add_equivalence_flag(p)
     add_connection_args(p)
     p.add_argument("--checkpoint-dir", help="checkpoint directory (default: OUTPUT.ckpt)")
     p.add_argument("--estimate", action="store_true",
@@ -199,7 +224,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "import-hf",
         help="raw released probe datasets (probe_matrix_mxn records, local files) -> HDF5",
     )
-    p.add_argument("inputs", nargs="+", help="raw .json/.jsonl files")
+    p.add_argument("inputs", nargs="+", help="raw .json/.jsonl/.parquet files or Hugging Face "
+                   "dataset folders")
     p.add_argument("output", help="a .h5 file (one input) or a directory (<model>/<bench>.h5)")
     p.add_argument("--model", help="model name (default: from <model>__<bench>__... file name)")
     p.add_argument("--benchmark", help="benchmark name (default: from the file name)")
@@ -208,4 +234,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "file name)")
     p.add_argument("--normalize", choices=sorted(NORMALIZERS), default="none",
                    help="answer normaliser (none: answers as released)")
+    _add_input_flags(p, "question, else problem", "gold_answer, else answer")
+    add_equivalence_flag(p)
     p.set_defaults(func=_cmd_import_hf)

@@ -580,17 +580,22 @@ def collect(
     benchmark: str | None = None,
     store_model: str | None = None,
     progress: TextIO | None = sys.stderr,
+    equivalence: str = "exact",
 ) -> CollectResult:
     """Collect (or resume collecting) ``problems`` and write the HDF5 store ``output``.
 
     On an error that retries cannot cure the collected requests stay in ``checkpoint_dir``
     (default ``<output>.ckpt``) and the error is raised as :class:`AutoTTSError`; running the
-    same call again resumes.
+    same call again resumes.  ``equivalence`` applies when the store is written (see
+    :mod:`autotts_jax.store.equivalence`); the checkpoint and the upstream JSON keep the
+    answers as extracted, so a finished collection can be written again either way.
     """
+    from autotts_jax.store.equivalence import check_equivalence
     from autotts_jax.store.hdf5 import write_store
     from autotts_jax.store.upstream import read_upstream
 
     settings.validate()
+    check_equivalence(equivalence)
     if conn.concurrency < 1:
         raise AutoTTSError(f"collect: concurrency must be at least 1, got {conn.concurrency}")
     output = Path(output)
@@ -616,6 +621,6 @@ def collect(
     upstream_path = ckpt / f"{bench}.json"
     atomic_write_text(upstream_path, json.dumps(records, ensure_ascii=False))
     store = write_store(read_upstream(upstream_path), output, store_model or settings.model,
-                        bench)
+                        bench, equivalence=equivalence)
     stats = {**collector.stats, **{f"client_{k}": v for k, v in collector.client.stats.items()}}
     return CollectResult(store, upstream_path, stats)

@@ -19,7 +19,9 @@ before the last answer, and a ``null`` final answer, become the no-answer marker
 its final answer as its one probe.  Answers and gold answers are kept as they are unless
 ``normalize`` names a normaliser (see :mod:`autotts_jax.collect.answers`).  Every input is
 validated before anything is written; a problem is reported as one line naming the file, the
-record and the field.  Nothing here uses the network.
+record and the field.  The same records are read from Parquet files and Hugging Face datasets on
+disk (:mod:`autotts_jax.collect.tables`; a row of the table is a record).  Nothing here uses
+the network.
 """
 
 from __future__ import annotations
@@ -30,15 +32,21 @@ import re
 from pathlib import Path
 
 from autotts_jax.collect.answers import NO_ANSWER, get_normalizer
+from autotts_jax.collect.tables import is_table, read_table
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.upstream import Branch, QuestionRecord, UpstreamFile
 
 _FREQ_IN_NAME = re.compile(r"__fr(\d+)(?:__|$)")
 
 
+def _stem(path: Path) -> str:
+    """A file's name without its suffix; a folder's whole name (``Qwen3-1.7B__...`` has a dot)."""
+    return path.name if path.is_dir() else path.stem
+
+
 def names_from_filename(path: Path) -> tuple[str | None, str | None]:
     """``Qwen3-1.7B__aime24__...`` -> ("Qwen3-1.7B", "aime24"); (None, None) otherwise."""
-    parts = path.stem.split("__")
+    parts = _stem(path).split("__")
     if len(parts) >= 2 and parts[0] and parts[1]:
         return parts[0], parts[1]
     return None, None
@@ -109,13 +117,14 @@ class _Fields:
 
 
 def _question(path: Path, where: str, rec: object, probe_freq: int | None,
-              normalize) -> QuestionRecord:
+              normalize, question_keys: tuple[str, ...],
+              answer_keys: tuple[str, ...]) -> QuestionRecord:
     if not isinstance(rec, dict):
         raise AutoTTSError(f"{path}: {where}: expected an object, got {type(rec).__name__}")
     f = _Fields(path, where, rec)
-    qkey, question = f.get("question", "problem")
+    qkey, question = f.get(*question_keys)
     question = f.text(qkey, question, nul_ok=False)
-    gkey, gold = f.get("gold_answer", "answer")
+    gkey, gold = f.get(*answer_keys)
     if isinstance(gold, int | float) and not isinstance(gold, bool):
         gold = str(gold)
     gold = normalize(f.text(gkey, gold, nul_ok=False))
@@ -163,23 +172,39 @@ def _question(path: Path, where: str, rec: object, probe_freq: int | None,
 
 
 def read_hf_raw(path: str | Path, *, probe_freq: int | None = None,
-                normalize: str = "none") -> UpstreamFile:
-    """Parse and validate one raw file into the in-memory upstream format."""
+                normalize: str = "none", question_field: str | None = None,
+                answer_field: str | None = None, split: str | None = None) -> UpstreamFile:
+    """Parse and validate one raw file (JSON, JSONL, Parquet) or Hugging Face dataset folder
+    (:mod:`autotts_jax.collect.tables`) into the in-memory upstream format.
+
+    ``question_field`` and ``answer_field`` name the question and gold-answer columns; by
+    default ``question`` (else ``problem``) and ``gold_answer`` (else ``answer``).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise AutoTTSError(f"{path}: no such file")
     norm = get_normalizer(normalize)
-    if probe_freq is None and (m := _FREQ_IN_NAME.search(path.stem)):
+    if probe_freq is None and (m := _FREQ_IN_NAME.search(_stem(path))):
         probe_freq = int(m.group(1))
-    blob = path.read_bytes()
-    records = _records(path, blob)
-    if not records:
+    if is_table(path):
+        table = read_table(path, _records, split=split)
+        rows, digest = table.records, table.sha256
+    else:
+        if not path.is_file():
+            raise AutoTTSError(f"{path}: no such file")
+        if split is not None:
+            raise AutoTTSError(f"{path}: --split applies to dataset folders only")
+        blob = path.read_bytes()
+        rows = [(path, where, rec) for where, rec in _records(path, blob)]
+        digest = hashlib.sha256(blob).hexdigest()
+    if not rows:
         raise AutoTTSError(f"{path}: no records")
-    questions = tuple(_question(path, where, r, probe_freq, norm) for where, r in records)
+    q_keys = (question_field,) if question_field else ("question", "problem")
+    a_keys = (answer_field,) if answer_field else ("gold_answer", "answer")
+    questions = tuple(_question(file, where, r, probe_freq, norm, q_keys, a_keys)
+                      for file, where, r in rows)
     freqs = sorted({q.probe_freq for q in questions})
     if len(freqs) != 1:
         raise AutoTTSError(f"{path}: probe_freq: mixed values {freqs} in one file")
-    return UpstreamFile(path, hashlib.sha256(blob).hexdigest(), freqs[0], questions)
+    return UpstreamFile(path, digest, freqs[0], questions)
 
 
 def import_hf(
@@ -190,14 +215,21 @@ def import_hf(
     benchmark: str | None = None,
     probe_freq: int | None = None,
     normalize: str = "none",
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    split: str | None = None,
+    equivalence: str = "exact",
 ) -> list[Path]:
     """Import raw files into stores; every input is validated before the first write.
 
     One input and ``output`` ending in ``.h5``: that file.  Otherwise ``output`` is a directory
-    and receives ``<model>/<benchmark>.h5`` per input.
+    and receives ``<model>/<benchmark>.h5`` per input.  ``equivalence`` is the answer
+    equivalence of :mod:`autotts_jax.store.equivalence` (``exact``: answers as strings).
     """
+    from autotts_jax.store.equivalence import check_equivalence
     from autotts_jax.store.hdf5 import write_store
 
+    check_equivalence(equivalence)
     paths = [Path(p) for p in inputs]
     if not paths:
         raise AutoTTSError("import-hf: no input files")
@@ -207,7 +239,8 @@ def import_hf(
         raise AutoTTSError(f"{output}: several inputs need an output directory, not a .h5 file")
     planned = []
     for p in paths:
-        up = read_hf_raw(p, probe_freq=probe_freq, normalize=normalize)
+        up = read_hf_raw(p, probe_freq=probe_freq, normalize=normalize,
+                         question_field=question_field, answer_field=answer_field, split=split)
         name_model, name_bench = names_from_filename(p)
         m, b = model or name_model, benchmark or name_bench
         if m is None or b is None:
@@ -222,4 +255,4 @@ def import_hf(
         raise AutoTTSError(
             "import-hf: two inputs would be written to the same store; import them separately"
         )
-    return [write_store(up, out, m, b) for up, out, m, b in planned]
+    return [write_store(up, out, m, b, equivalence=equivalence) for up, out, m, b in planned]

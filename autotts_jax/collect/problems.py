@@ -3,7 +3,9 @@
 A problem file is JSONL (one object per line) or a JSON list of objects; each object has the
 question under ``question`` (or ``problem``) and the gold answer under ``answer`` (or
 ``gold_answer``); a numeric answer is written as a string.  ``builtin`` names a small built-in
-set of AIME-style questions (integer answers) for trying a server out.
+set of AIME-style questions (integer answers) for trying a server out.  Parquet files and Hugging
+Face datasets on disk are read too (:mod:`autotts_jax.collect.tables`), and the question and
+answer columns can be named.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotts_jax.collect.answers import NO_ANSWER
+from autotts_jax.collect.tables import is_table, read_table
 from autotts_jax.errors import AutoTTSError
 
 BUILTIN_NAME = "builtin"
@@ -91,35 +94,61 @@ def _records(path: Path, text: str) -> list[tuple[str, object]]:
     return out
 
 
-def load_problems(spec: str | Path, *, limit: int | None = None) -> ProblemSet:
-    """Problems from a JSONL/JSON file, or the built-in set for ``"builtin"``."""
+def _json_rows(path: Path, blob: bytes) -> list[tuple[str, object]]:
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AutoTTSError(f"{path}: not UTF-8 text ({exc})") from None
+    return _records(path, text)
+
+
+def _rows(path: Path, split: str | None) -> tuple[str, list[tuple[Path, str, object]]]:
+    """(problem set name, (file, where, record) rows) of a problem file or dataset."""
+    if is_table(path):
+        table = read_table(path, _json_rows, split=split)
+        return table.name, table.records
+    if not path.is_file():
+        raise AutoTTSError(f"{path}: no such file (or pass '{BUILTIN_NAME}')")
+    if split is not None:
+        raise AutoTTSError(f"{path}: --split applies to dataset folders only")
+    return path.stem, [(path, w, r) for w, r in _json_rows(path, path.read_bytes())]
+
+
+def load_problems(
+    spec: str | Path,
+    *,
+    limit: int | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    split: str | None = None,
+) -> ProblemSet:
+    """Problems from a JSONL/JSON file, a Parquet file or a Hugging Face dataset on disk (see
+    :mod:`autotts_jax.collect.tables`), or the built-in set for ``"builtin"``.
+
+    ``question_field`` and ``answer_field`` name the columns to read; by default ``question``
+    (else ``problem``) and ``answer`` (else ``gold_answer``).
+    """
     if str(spec) == BUILTIN_NAME:
         problems = tuple(Problem(q, a) for q, a in BUILTIN_PROBLEMS)
         name = BUILTIN_NAME
     else:
         path = Path(spec)
-        if not path.is_file():
-            raise AutoTTSError(f"{path}: no such file (or pass '{BUILTIN_NAME}')")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise AutoTTSError(f"{path}: not UTF-8 text ({exc})") from None
+        name, rows = _rows(path, split)
+        q_keys = (question_field,) if question_field else _QUESTION_KEYS
+        a_keys = (answer_field,) if answer_field else _ANSWER_KEYS
         found = []
-        for where, rec in _records(path, text):
+        for file, where, rec in rows:
             if not isinstance(rec, dict):
-                raise AutoTTSError(f"{path}: {where}: expected an object, got {type(rec).__name__}")
-            problem = Problem(
-                _pick(path, where, rec, _QUESTION_KEYS), _pick(path, where, rec, _ANSWER_KEYS)
-            )
+                raise AutoTTSError(f"{file}: {where}: expected an object, got {type(rec).__name__}")
+            problem = Problem(_pick(file, where, rec, q_keys), _pick(file, where, rec, a_keys))
             if problem.answer == NO_ANSWER:
                 raise AutoTTSError(
-                    f"{path}: {where}: the gold answer is the no-answer marker {NO_ANSWER!r}"
+                    f"{file}: {where}: the gold answer is the no-answer marker {NO_ANSWER!r}"
                 )
             found.append(problem)
         if not found:
             raise AutoTTSError(f"{path}: no problems in the file")
         problems = tuple(found)
-        name = path.stem
     if limit is not None:
         if limit < 1:
             raise AutoTTSError(f"--limit must be at least 1, got {limit}")

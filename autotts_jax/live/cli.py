@@ -47,7 +47,8 @@ def _cmd_run_live(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise AutoTTSError(str(exc)) from None
     settings = settings_from_args(args)
-    problems = load_problems(args.problems, limit=args.limit)
+    problems = load_problems(args.problems, limit=args.limit, question_field=args.question_field,
+                             answer_field=args.answer_field, split=args.split)
     try:
         summary = run_live(
             controller, config, settings, connection_from_args(args), problems, args.output,

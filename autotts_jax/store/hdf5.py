@@ -14,7 +14,7 @@ dataset                shape       meaning
 ``n_branches``         [Q]         real branches of the question
 ``n_final_vocab``      [Q]         ids ``0..n_final_vocab-1`` are final answers
 ``n_vocab``            [Q]         ids ``0..n_vocab-1`` are used
-``is_correct``         [Q, V]      id v of question q equals the gold string (plain ``==``)
+``is_correct``         [Q, V]      id v of question q equals the gold answer (see below)
 ``vocab_utf8``         [N]         all answer strings, UTF-8 bytes, concatenated (gzip)
 ``vocab_offsets``      [Q, V+1]    string v of question q is ``vocab_utf8[o[q,v]:o[q,v+1]]``
 ``question``           [Q]         question text
@@ -25,6 +25,11 @@ dataset                shape       meaning
 Answers are interned per question: final answers first, in order of first appearance in file
 order, then strings that only ever appear as probes.  Interning final answers first keeps the
 completed-answer pool (which only ever holds final answers) a small ``[V_final]`` vector.
+
+Under the default equivalence (``exact``) an id is one string and is correct when it equals
+the gold string (plain ``==``); with the attribute ``equivalence = "math"`` an id stands for
+all the answers of its question that are mathematically equal to its string, and correctness
+was judged the same way (:mod:`autotts_jax.store.equivalence`).
 
 Files are written with ``track_times=False`` and fixed chunking/compression so that packing the
 same JSON twice gives byte-identical files; writing goes to a temporary name that is renamed
@@ -41,6 +46,7 @@ import h5py
 import numpy as np
 
 from autotts_jax.errors import AutoTTSError
+from autotts_jax.store.equivalence import EXACT, apply_equivalence, verifier_name
 from autotts_jax.store.upstream import Branch, QuestionRecord, UpstreamFile
 
 SCHEMA_VERSION = 1
@@ -64,8 +70,14 @@ def _smallest_int(max_value: int) -> np.dtype:
     return np.dtype(np.int16) if max_value < 2**15 else np.dtype(np.int32)
 
 
-def pack_arrays(src: UpstreamFile) -> dict[str, np.ndarray]:
-    """Turn a validated upstream file into the padded arrays of the store."""
+def pack_arrays(
+    src: UpstreamFile, correct: tuple[frozenset[str], ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Turn a validated upstream file into the padded arrays of the store.
+
+    ``correct`` names the correct answers of each question; by default an answer is correct
+    when it equals the gold string (see :mod:`autotts_jax.store.equivalence` for the other).
+    """
     qs = src.questions
     n_q = len(qs)
     vocabs = [_intern(q) for q in qs]
@@ -93,7 +105,10 @@ def pack_arrays(src: UpstreamFile) -> dict[str, np.ndarray]:
             final_answer[qi, bi] = ids[b.final]
         trace[qi, : len(q.final_answers_trace)] = [ids[a] for a in q.final_answers_trace]
         vocab[qi, : len(words)] = words
-        is_correct[qi, : len(words)] = [w == q.gold_answer for w in words]
+        if correct is None:
+            is_correct[qi, : len(words)] = [w == q.gold_answer for w in words]
+        else:
+            is_correct[qi, : len(words)] = [w in correct[qi] for w in words]
     return {
         "probe_answer": probe_answer,
         "n_probes": n_probes,
@@ -146,10 +161,18 @@ def _atomic_h5(path: Path):
     return Path(tmp)
 
 
-def write_store(src: UpstreamFile, out: str | Path, model: str, benchmark: str) -> Path:
-    """Pack ``src`` into ``out`` atomically (temporary file, then rename)."""
+def write_store(
+    src: UpstreamFile, out: str | Path, model: str, benchmark: str, *, equivalence: str = EXACT
+) -> Path:
+    """Pack ``src`` into ``out`` atomically (temporary file, then rename).
+
+    ``equivalence`` other than ``exact`` merges equal answers first and is recorded in the
+    attributes ``equivalence`` and ``equivalence_verifier``; an ``exact`` store has neither,
+    so it stays byte-identical to a store written before equivalence modes existed.
+    """
     out = Path(out)
-    arrays = pack_arrays(src)
+    merged, correct = apply_equivalence(src, equivalence)
+    arrays = pack_arrays(merged, correct)
     tmp = _atomic_h5(out)
     try:
         with h5py.File(tmp, "w", track_order=True) as f:
@@ -174,6 +197,9 @@ def write_store(src: UpstreamFile, out: str | Path, model: str, benchmark: str) 
             f.attrs["n_branches"] = int(arrays["n_branches"].max())
             f.attrs["source_file"] = src.path.name
             f.attrs["source_sha256"] = src.sha256
+            if equivalence != EXACT:
+                f.attrs["equivalence"] = equivalence
+                f.attrs["equivalence_verifier"] = verifier_name()
         tmp.chmod(0o644)
         os.replace(tmp, out)
     except BaseException:

@@ -40,6 +40,7 @@ def summarize(path: str | Path) -> dict[str, object]:
         "questions": n_q,
         "branches": int(n_b.max()) if n_b.min() == n_b.max() else f"{n_b.min()}..{n_b.max()}",
         "probe_freq": int(attrs["probe_freq"]),
+        "equivalence": _equivalence(attrs),
         "probe_depth": _dist(depth),
         "branch_tokens": _dist(tokens),
         "final_vocab_max": int(a["n_final_vocab"].max()),
@@ -50,6 +51,13 @@ def summarize(path: str | Path) -> dict[str, object]:
         "source_sha256": attrs.get("source_sha256", ""),
         "schema_version": int(attrs["schema_version"]),
     }
+
+
+def _equivalence(attrs: dict[str, object]) -> str:
+    """``exact`` (answers are strings; no attribute) or e.g. ``math (math-verify 0.9.0)``."""
+    mode = str(attrs.get("equivalence", "exact"))
+    verifier = attrs.get("equivalence_verifier")
+    return f"{mode} ({verifier})" if verifier else mode
 
 
 def _dist(x: np.ndarray) -> dict[str, float]:

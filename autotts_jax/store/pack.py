@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autotts_jax.errors import AutoTTSError
+from autotts_jax.store.equivalence import EXACT
 from autotts_jax.store.hdf5 import write_store
 from autotts_jax.store.upstream import UpstreamFile, read_upstream
 
@@ -32,11 +33,12 @@ def output_path(out: Path, model: str, benchmark: str, single: bool) -> Path:
     return out / model / f"{benchmark}.h5"
 
 
-def pack(src: str | Path, out: str | Path) -> list[Path]:
+def pack(src: str | Path, out: str | Path, *, equivalence: str = EXACT) -> list[Path]:
     """Pack ``src`` into ``out``; returns the written paths.
 
     ``src`` a file and ``out`` ending in ``.h5``: one file.  Otherwise ``out`` is a directory
-    and receives ``<model>/<benchmark>.h5`` for each input.
+    and receives ``<model>/<benchmark>.h5`` for each input.  ``equivalence`` is the answer
+    equivalence of :mod:`autotts_jax.store.equivalence` (``exact`` by default).
     """
     src, out = Path(src), Path(out)
     inputs = discover_inputs(src)
@@ -45,6 +47,7 @@ def pack(src: str | Path, out: str | Path) -> list[Path]:
     ]
     single = src.is_file()
     return [
-        write_store(up, output_path(out, model, bench, single), model, bench)
+        write_store(up, output_path(out, model, bench, single), model, bench,
+                    equivalence=equivalence)
         for up, model, bench in parsed
     ]
