@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The replay benchmark on a GPU node, in one command:
 #
-#     bash benchmarks/gpu_benchmark.sh OUTDIR [--max-episodes 1e5] [--budget-s 390]
+#     bash benchmarks/gpu_benchmark.sh OUTDIR [--max-episodes 1e5] [--grid-stores one]
 #
 # writes OUTDIR/RESULTS_GPU.md (and OUTDIR/gpu_benchmark.log).  Needs Python with JAX (a CUDA
 # build to measure a GPU), numpy, scipy and h5py; nothing is installed and Hydra is not needed:
 # the package runs from this checkout through PYTHONPATH.  Takes under 8 minutes with the
-# defaults (the benchmark stops starting measurements after --budget-s seconds); on a CPU use
-# --max-episodes 1e5 for a smoke run of a few minutes.
+# defaults (no measurement starts that would end after --budget-s, 390 s); on a CPU,
+# --max-episodes 1e5 --grid-stores one is a smoke run of a few minutes.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
