@@ -98,6 +98,7 @@ def main() -> int:
 
     import jax
 
+    load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="autotts-startup-"))
     try:
         env = {**os.environ, "AUTOTTS_JAX_CACHE_DIR": str(work / "cache")}
@@ -150,8 +151,9 @@ def main() -> int:
         "# Start-up benchmark",
         "",
         f"- host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average at the end "
-        f"{os.getloadavg()[0]:.1f}",
+        f"Python {platform.python_version()}; 1-minute load average {load_start:.1f} at the "
+        f"start, {os.getloadavg()[0]:.1f} at the end (other work on the machine slows every "
+        "figure alike)",
         f"- JAX {jax.__version__}, backend `{jax.default_backend()}`",
         f"- command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`",
         "",
