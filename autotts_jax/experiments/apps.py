@@ -186,9 +186,11 @@ def report(cfg: DictConfig) -> int:
     log.info("Headline: %s", rep.headline_text(done["headline"]))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(done["counts"].items()))
     log.info("paper Table 1: %s (of %d cells)", counts, len(done["table"]))
+    n_plots = sum(Path(f).suffix in (".png", ".svg") for f in done["files"])
     log.info("report: wrote %d files to %s (main_table.md, main_table.csv, pareto.csv, "
-             "scaling_*.png/svg) in %.1fs; total wall time %.1fs", len(done["files"]),
-             conf["out"], time.perf_counter() - t1, time.perf_counter() - t0)
+             "summary.json, %d plot files) in %.1fs; total wall time %.1fs",
+             len(done["files"]), conf["out"], n_plots, time.perf_counter() - t1,
+             time.perf_counter() - t0)
     return 0
 
 
