@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from autotts_jax.errors import AutoTTSError
+
+log = logging.getLogger("autotts_jax.cli")
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     from autotts_jax.store.pack import pack
 
     for path in pack(args.input, args.output, equivalence=args.equivalence):
-        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+        log.info("wrote %s (%s bytes)", path, f"{path.stat().st_size:,}")
     return 0
 
 
@@ -31,7 +34,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
     arrays, attrs = read_store_arrays(args.file)
     records = unpack_records(arrays, int(attrs["probe_freq"]))
     atomic_write_text(args.output, json.dumps(records, ensure_ascii=False))
-    print(f"wrote {args.output}")
+    log.info("wrote %s", args.output)
     return 0
 
 
@@ -94,7 +97,10 @@ _HYDRA_HELP = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from autotts_jax.utils.logs import console
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    console()  # Hydra commands replace it with conf/hydra/job_logging/autotts.yaml
     try:
         if argv and argv[0] in _HYDRA_HELP:
             command = _hydra_commands()[argv[0]]
@@ -104,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _file_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except AutoTTSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("error: %s", exc)
         return 2
 
 

@@ -4,6 +4,12 @@ factory for tiny synthetic upstream replay files.
 ``shared/`` (the upstream replay JSON and the published reference figures) sits beside the
 checkout, not inside it, and may be absent on a user's machine.  Tests that need it carry the
 ``requires_shared`` marker and are skipped with a reason naming the missing folder.
+
+When ``shared/`` is present, a skipped shared-data test is a failure of the run (exit status
+1, listed at the end): otherwise a broken or incomplete ``shared/`` would pass silently with
+the parity tests skipped.  A shared-data test is one with the ``requires_shared`` marker, one
+that uses the ``shared_dir`` / ``upstream_dir`` fixtures, or one whose skip reason names the
+``shared/`` folder.
 """
 
 from __future__ import annotations
@@ -39,13 +45,44 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_SHARED_FIXTURES = frozenset({"shared_dir", "upstream_dir"})
+_shared_tests: set[str] = set()  # node ids of the collected shared-data tests
+_shared_skips: list[str] = []  # "node id: reason" of those skipped (and of skips naming shared/)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "requires_shared" in item.keywords or _SHARED_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        ):
+            _shared_tests.add(item.nodeid)
     if UPSTREAM_DIR.is_dir():
         return
     skip = pytest.mark.skip(reason=SHARED_MISSING_REASON)
     for item in items:
         if "requires_shared" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.skipped:
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    if report.nodeid in _shared_tests or str(SHARED_DIR) in reason:
+        _shared_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if SHARED_DIR.is_dir() and _shared_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if SHARED_DIR.is_dir() and _shared_skips:
+        terminalreporter.section("shared-data tests skipped although shared/ is present", red=True)
+        for line in _shared_skips:
+            terminalreporter.line(line)
+        terminalreporter.line(f"{SHARED_DIR} exists, so these must run: the run fails")
 
 
 @pytest.fixture(scope="session")

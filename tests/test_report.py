@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,19 @@ def test_pareto_front() -> None:
     ]
     front = rep.pareto(rows)
     assert [(r["method"], r["config"]["n"]) for r in front] == [("x", 1), ("y", 1), ("z", 1)]
+
+
+def test_report_without_matplotlib_writes_the_tables_and_warns(
+    small_results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A plain ``pip install`` has no matplotlib: the report is the tables, and the missing
+    plots are one warning, not a failed run."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # find_spec() -> None
+    out = tmp_path / "rep"
+    with caplog.at_level(logging.WARNING, logger="autotts_jax"):
+        done = rep.write_report(results.read_all([small_results]), out)
+    assert (out / "main_table.md").is_file() and (out / "pareto.csv").is_file()
+    assert not list(out.glob("scaling_*"))
+    assert "no plots: matplotlib is not installed" in caplog.text
+    assert done["counts"]

@@ -39,6 +39,10 @@ def test_multirun_with_the_submitit_local_launcher(tmp_path: Path) -> None:
             rows = list(csv.DictReader(f))
         methods[job] = {r["method"] for r in rows}
         assert (sweep / job / "results.json").is_file()
+        # each job's log file records the run: the backend first, the summary last
+        log = (sweep / job / "evaluate.log").read_text().splitlines()
+        assert "[autotts_jax.evaluate][INFO] - jax " in log[0] and "backend" in log[0]
+        assert any(f"evaluate: {len(rows)} rows from 1 jobs" in ln for ln in log)
     assert methods == {"0": {"sc"}, "1": {"esc"}}
     assert any((sweep / ".submitit").iterdir())  # the jobs went through submitit
     # the report reads a whole sweep directory

@@ -11,7 +11,22 @@ from omegaconf import MISSING
 
 
 @dataclass
-class ParityConfig:
+class RuntimeConfig:
+    """Where JAX runs and caches (top-level keys of every command that simulates).
+
+    ``device``: ``auto`` takes what JAX finds (a GPU when a CUDA jaxlib is installed and sees
+    one), ``cpu`` forces the CPU, ``gpu`` says a GPU is expected: the run goes on, with one
+    warning, if JAX finds none.  ``jax_cache``: the persistent compilation cache directory;
+    empty means ``$AUTOTTS_JAX_CACHE_DIR`` or the user cache directory, ``off`` disables it
+    (``autotts_jax/utils/jaxcache.py``).
+    """
+
+    device: str = "auto"
+    jax_cache: str = ""
+
+
+@dataclass
+class ParityConfig(RuntimeConfig):
     reference: str = MISSING  # a results CSV (upstream or paper-table format)
     trajectories: str = "${autotts.trajectories:}"
     seeds: int = 100  # shuffle seeds 0..seeds-1, as upstream
@@ -75,7 +90,7 @@ class OutputConfig:
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(RuntimeConfig):
     data: DataConfig = field(default_factory=DataConfig)
     controller: dict[str, ControllerConfig] = field(default_factory=dict)
     betas: list[float] | None = None  # overrides every selected controller's betas

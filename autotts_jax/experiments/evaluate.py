@@ -64,9 +64,9 @@ class Job:
 
 def available_stores(trajectories: str | Path) -> dict[str, list[str]]:
     """``{model: [benchmark, ...]}`` of the ``<model>/<benchmark>.h5`` files found."""
-    root = Path(trajectories)
-    if not root.is_dir():
-        raise AutoTTSError(f"{root}: trajectories directory not found (data.trajectories)")
+    from autotts_jax.experiments.paths import check_trajectories
+
+    root = check_trajectories(trajectories)
     found = {
         d.name: sorted(p.stem for p in d.glob("*.h5"))
         for d in sorted(root.iterdir()) if d.is_dir()
@@ -341,9 +341,15 @@ def _store(path: Path):
 _PROGRESS = None  # worker processes: queue of finished job indices
 
 
-def _init_worker(queue) -> None:
+def _init_worker(queue, cache_dir: str | None) -> None:
+    """Worker-process set-up: the progress queue, and the parent's compilation cache (a
+    spawned process starts from JAX's defaults)."""
     global _PROGRESS
     _PROGRESS = queue
+    if cache_dir:
+        from autotts_jax.utils import jaxcache
+
+        jaxcache.configure(cache_dir)
 
 
 def _worker(bundle: list[tuple], seeds: list[int], boot: Mapping[str, Any],
@@ -454,11 +460,13 @@ def _run_pool(jobs, out, parts, bar, common) -> None:
     import queue as queue_mod
     from concurrent.futures import ProcessPoolExecutor, wait
 
+    from autotts_jax.utils import jaxcache
+
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs XLA
     progress = ctx.Queue()
     bar.set_description(f"{len(parts)} worker processes")
-    with ProcessPoolExecutor(max_workers=len(parts), mp_context=ctx,
-                             initializer=_init_worker, initargs=(progress,)) as pool:
+    with ProcessPoolExecutor(max_workers=len(parts), mp_context=ctx, initializer=_init_worker,
+                             initargs=(progress, jaxcache.current())) as pool:
         futures = []
         for part in parts:
             specs = [(i, (jobs[i].model, jobs[i].dataset, jobs[i].path,

@@ -33,7 +33,7 @@ def _pyplot():
         import matplotlib
     except ImportError:
         raise AutoTTSError(
-            "plots need matplotlib: pip install -e '.[plots]' (or pip install matplotlib)"
+            "plots need matplotlib: pip install 'autotts-jax[plots]' (or pip install matplotlib)"
         ) from None
     matplotlib.use("Agg")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # font-cache notices

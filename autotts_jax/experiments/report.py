@@ -17,8 +17,10 @@ backbone, the cheapest CMC beta whose held-out accuracy reaches SC@64's.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -478,12 +480,19 @@ def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path,
     if prows:
         files.append(atomic_write_text(out / "paired.csv", compare.to_csv(prows)))
     highlight = {(c.model, c.dataset, *match_key(c.method, c.config)) for c in cells}
-    files += P.write_scaling_plots(
-        rows, out, front=front, highlight=highlight,
-        formats=tuple(plots.get("formats") or ("png", "svg")),
-        log_tokens=bool(plots.get("log_tokens", True)),
-        bands=tuple(plots.get("bands", ("sc", "cmc")) or ()),
-    )
+    if importlib.util.find_spec("matplotlib") is None:
+        # The tables are the report; the plots are an extra (a plain `pip install` has no
+        # matplotlib), so their absence is a warning, not a failed run.
+        logging.getLogger("autotts_jax.report").warning(
+            "warning: no plots: matplotlib is not installed (pip install 'autotts-jax[plots]')"
+        )
+    else:
+        files += P.write_scaling_plots(
+            rows, out, front=front, highlight=highlight,
+            formats=tuple(plots.get("formats") or ("png", "svg")),
+            log_tokens=bool(plots.get("log_tokens", True)),
+            bands=tuple(plots.get("bands", ("sc", "cmc")) or ()),
+        )
     counts: dict[str, int] = {}
     for t in table:
         counts[t["status"]] = counts.get(t["status"], 0) + 1

@@ -334,6 +334,13 @@ def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[s
         argv += ["--perms", "0755", "--dir", a]
     for d in dirs:
         argv += ["--ro-bind", d, d]
+    # A regular (non-editable) install ships the stores inside the package: hide them, held-out
+    # ones included, behind an empty directory.
+    import autotts_jax
+
+    shipped = Path(autotts_jax.__file__).resolve().parent / "trajectories"
+    if shipped.is_dir():
+        argv += ["--tmpfs", str(shipped)]
     argv += ["--bind", str(home), str(home)]
     if cache is not None:
         argv += ["--bind", cache, cache, "--setenv", "JAX_COMPILATION_CACHE_DIR", cache]
