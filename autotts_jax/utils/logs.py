@@ -22,12 +22,16 @@ class BelowWarning(logging.Filter):
         return record.levelno < logging.WARNING
 
 
-class _StdStream(logging.StreamHandler):
+class StdStreamHandler(logging.StreamHandler):
     """A handler on whatever ``sys.stdout``/``sys.stderr`` is when a record is emitted (not
     when the handler was made), so that redirections made later (pytest's capture,
-    ``contextlib.redirect_stdout``) see the messages."""
+    ``contextlib.redirect_stdout``) see the messages, and a stream closed since (a finished
+    capture) is never written to.  Hydra's job logging uses it too
+    (``conf/hydra/job_logging/autotts.yaml``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str = "stderr") -> None:
+        if name not in ("stdout", "stderr"):
+            raise ValueError(f"StdStreamHandler: name must be stdout or stderr, got {name!r}")
         self._std = name
         super().__init__()
 
@@ -44,15 +48,14 @@ def console() -> None:
     """For commands that Hydra does not run: bare messages, INFO to stdout and WARNING and up
     to stderr, for this package's loggers (other libraries' at WARNING)."""
     root = logging.getLogger()
-    if any(getattr(h, "_autotts", False) for h in root.handlers):
+    if any(isinstance(h, StdStreamHandler) for h in root.handlers):
         return
-    out = _StdStream("stdout")
+    out = StdStreamHandler("stdout")
     out.addFilter(BelowWarning())
-    err = _StdStream("stderr")
+    err = StdStreamHandler("stderr")
     err.setLevel(logging.WARNING)
     for h in (out, err):
         h.setFormatter(logging.Formatter("%(message)s"))
-        h._autotts = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(logging.WARNING)
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
