@@ -141,3 +141,76 @@ def test_discover_rejects_every_hack(tmp_path):
     # run, and every sandbox directory was removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert _sandbox_dirs() <= before
+
+
+# Carries the store from the first sandbox run to the second, so that its answers agree on
+# the counterfactual store: the first run copies its store into the sandbox compilation cache
+# (the one writable directory that outlives a run); a later run that finds the copy reads the
+# unread branches' final answers from it instead of from the store it was given.
+STASH_ACROSS_RUNS = '''\
+import os
+import shutil
+
+import numpy as np
+import jax.numpy as jnp
+from autotts_jax.engine.protocol import Controller
+
+STASH = os.path.join(os.environ.get("JAX_COMPILATION_CACHE_DIR") or "/tmp", "stash.npz")
+try:
+    if not os.path.exists(STASH):
+        shutil.copyfile("store_0.npz", STASH)
+    with np.load(STASH) as z:
+        FINALS = jnp.asarray(z["final_answer"])
+except OSError:
+    FINALS = None
+
+
+def _params(config):
+    return {"reads": 2}
+
+
+def init(obs, params, fx):
+    return obs, ()
+
+
+def step(obs, cstate, params, fx):
+    env = object.__getattribute__(fx, "_env")
+    finals = env.final if FINALS is None else FINALS[env.question, jnp.maximum(env.branch, 0)]
+    obs = fx.full_read(obs, 1 + (obs.opened > 0))
+    winner = fx.vote(finals, env.slots < env.n_avail)[0]
+    return fx.stop(obs, winner, "done"), cstate
+
+
+CONTROLLER = Controller(
+    name="stash", aliases=(), defaults={"beta": 0.5}, make_params=_params,
+    max_slots=lambda c: 16, init=init, step=step, stop_reasons=("done",),
+)
+'''
+
+
+def test_stash_across_sandbox_runs_fails_non_interference(tmp_path, monkeypatch):
+    # A compilation cache for the sandboxes, as a user who enabled JAX's cache has.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+    split = SearchSplit(TRAJECTORIES_DIR, "Qwen3-8B")
+    out = run_candidate(STASH_ACROSS_RUNS, split, betas=[0.0, 1.0], seeds=[0],
+                        conformance=False, determinism=False, n_traces=0)
+    assert not out.ok
+    assert out.stage == "non_interference", (out.stage, out.reason)
+    # the first run did plant its copy; the counterfactual run had no cache to find it in
+    assert (tmp_path / "cache-sandbox" / "stash.npz").is_file()
+    assert not Path("/tmp/stash.npz").exists()
+
+
+def test_discover_rejects_the_stash(tmp_path):
+    out = tmp_path / "run"
+    with ChatServer([fenced(STASH_ACROSS_RUNS)]) as server:
+        rc = main(["discover", "explorer=openai", f"explorer.base_url={server.url}",
+                   "explorer.model=test-model", "rounds=1", "candidates=1", "seeds=1",
+                   "betas=[0.0,1.0]", "controller=[sc]", "heldout.enabled=false",
+                   "prompt.traces=0", "prompt.examples=false", f"out={out}"])
+    assert rc == 0
+    (record,) = read_index(out)
+    assert record["status"] == "rejected" and record["stage"] == "static", record
+    assert "import" in record["reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -156,7 +156,8 @@ def _child_env(home: Path, bwrap: bool = False) -> dict[str, str]:
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     if bwrap:
         env["JAX_PLATFORMS"] = "cpu"  # no accelerator device nodes are mounted
-        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # replaced by _sandbox_cache
+    # Never the user's own cache, which the candidate could write: see _sandbox_cache.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     return env
 
 
@@ -438,7 +439,8 @@ _PHASE_HINT = {
 
 def _in_sandbox(source: str, datas: Sequence[Any], request: dict[str, Any], limits: Limits,
                 keep_dir: Path | None = None, mode: str = "auto",
-                forbidden: Sequence[str] = ()) -> tuple[Outcome, dict[str, np.ndarray] | None]:
+                forbidden: Sequence[str] = (), shared_cache: bool = True
+                ) -> tuple[Outcome, dict[str, np.ndarray] | None]:
     """One sandbox run: a fresh private directory with stripped copies of ``datas``
     (``store_<i>.npz``: no answer key, a decoy drawn afresh), the candidate and ``request``;
     the outcome and the episode arrays it wrote (``[stores, configs, seeds, questions(,
@@ -469,7 +471,7 @@ def _in_sandbox(source: str, datas: Sequence[Any], request: dict[str, Any], limi
             # bwrap runs as root without capabilities (no CAP_DAC_OVERRIDE): it needs the
             # search permission to enter; nobody else may list the directory.
             os.chmod(home, 0o711)
-        outcome = _supervise(home, limits, mode, run_as)
+        outcome = _supervise(home, limits, mode, run_as, shared_cache)
         outcome.containment = mode
         arrays = None
         if outcome.ok:
@@ -529,7 +531,7 @@ def _non_interference(source: str, datas: Sequence[Any], arrays: dict[str, np.nd
         cfs.append(cf)
         relabels.append(relabel)
     outcome, again = _in_sandbox(source, cfs, {**request, "mode": "replay", "ledger": True},
-                                 limits, mode=mode)
+                                 limits, mode=mode, shared_cache=False)
     if not outcome.ok or again is None:
         return (f"the replay on counterfactual stores failed where the first succeeded "
                 f"({outcome.stage}): {outcome.reason[:300]}")
@@ -610,10 +612,11 @@ def run_candidate(
     return replace(outcome, arrays=fields, traces=traces)
 
 
-def _supervise(home: Path, limits: Limits, mode: str, run_as: int | None) -> Outcome:
+def _supervise(home: Path, limits: Limits, mode: str, run_as: int | None,
+               shared_cache: bool = True) -> Outcome:
     """Run the worker, apply the wall-clock limits, and turn what it left into an Outcome
     whose text is bounded and redacted."""
-    out = _run_worker(home, limits, mode, run_as)
+    out = _run_worker(home, limits, mode, run_as, shared_cache)
     out.reason = _clean_reason(out.reason)
     out.denied = [_clean(d, 300) for d in out.denied[:50]]
     out.opened = [redact(o) for o in out.opened]
@@ -639,16 +642,23 @@ def _signal_of(rc: int | None, mode: str) -> int | None:
     return None
 
 
-def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None) -> Outcome:
+def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None,
+                shared_cache: bool = True) -> Outcome:
+    """``shared_cache=False``: no compilation cache at all, for a run whose results must not
+    come from executables an earlier candidate could have written (the non-interference
+    replay: a candidate must not be able to plant its first run's outputs for the second)."""
     log = home / "worker.log"
     t_start = time.monotonic()
+    cache = _sandbox_cache(run_as) if shared_cache else None
     if mode == "bwrap":
         env = _child_env(home, bwrap=True)
         # bwrap itself gets the scrubbed environment too: inside the PID namespace it is
         # process 1, whose /proc/1/environ the candidate can read.
-        argv = _bwrap_command(home, env, _sandbox_cache(run_as))
+        argv = _bwrap_command(home, env, cache)
     else:
         env = _child_env(home)
+        if cache is not None:
+            env["JAX_COMPILATION_CACHE_DIR"] = cache
         argv = [sys.executable, "-m", "autotts_jax.explorer.worker", str(home)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
