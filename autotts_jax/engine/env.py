@@ -34,9 +34,39 @@ COST_MODELS = ("reference", "corrected")
 ORDER_SPAN = 256  # completion-order keys of one pool insertion lie in [0, ORDER_SPAN * S)
 
 
+class _SlotViews:
+    """Views over the slot fields that the engine's state and the controller's observation
+    share (``opened``, ``depth``, ``finished``, ``read``, ``pruned``, ``cost``)."""
+
+    @property
+    def n_slots(self) -> int:
+        """Static: how many slots the controller may open (the slot axis)."""
+        return self.depth.shape[0]
+
+    @property
+    def slots(self) -> Array:
+        """(S,) int32 slot indices."""
+        return jnp.arange(self.n_slots, dtype=jnp.int32)
+
+    @property
+    def is_open(self) -> Array:
+        """(S,) bool: slots opened so far."""
+        return self.slots < self.opened
+
+    @property
+    def alive(self) -> Array:
+        """(S,) bool: opened, not finished, not read in full, not pruned."""
+        return self.is_open & ~self.finished & ~self.read & ~self.pruned
+
+    @property
+    def total_tokens(self) -> Array:
+        """() int32 tokens charged so far."""
+        return jnp.sum(self.cost, dtype=jnp.int32)
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class EnvState:
+class EnvState(_SlotViews):
     """Everything about one episode.  ``S`` = slots the controller may open (static)."""
 
     question: Array  # () int32 question index into ReplayData
@@ -62,24 +92,6 @@ class EnvState:
     answer: Array  # () int32 the episode's answer id (-1 none)
     stop_reason: Array  # () int32 index into the controller's ``stop_reasons``
 
-    @property
-    def slots(self) -> Array:
-        """(S,) int32 slot indices."""
-        return jnp.arange(self.branch.shape[0], dtype=jnp.int32)
-
-    @property
-    def is_open(self) -> Array:
-        """(S,) bool: slots handed out so far."""
-        return self.slots < self.opened
-
-    @property
-    def alive(self) -> Array:
-        """(S,) bool: opened, not finished, not read in full, not pruned."""
-        return self.is_open & ~self.finished & ~self.read & ~self.pruned
-
-    @property
-    def total_tokens(self) -> Array:
-        return jnp.sum(self.cost, dtype=jnp.int32)
 
 
 # What a controller may see: the parts of ``EnvState`` a live controller has paid for.  The
@@ -93,7 +105,7 @@ OBSERVED_FIELDS = (
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class Observation:
+class Observation(_SlotViews):
     """What a controller knows about its episode: exactly what a live controller could have
     paid for at this point.  ``S`` = slots the controller may open, ``P`` = pool size.
 
@@ -122,34 +134,9 @@ class Observation:
     stop_reason: Array  # () int32 index into the controller's stop reasons
 
     @property
-    def n_slots(self) -> int:
-        """Static: how many slots the controller may open (the slot axis)."""
-        return self.depth.shape[0]
-
-    @property
-    def slots(self) -> Array:
-        """(S,) int32 slot indices."""
-        return jnp.arange(self.n_slots, dtype=jnp.int32)
-
-    @property
-    def is_open(self) -> Array:
-        """(S,) bool: slots opened so far."""
-        return self.slots < self.opened
-
-    @property
-    def alive(self) -> Array:
-        """(S,) bool: opened, not finished, not read in full, not pruned."""
-        return self.is_open & ~self.finished & ~self.read & ~self.pruned
-
-    @property
     def final(self) -> Array:
         """(S,) int32: the final answer of slots that finished or were read, else -1."""
         return jnp.where(self.finished | self.read, self.latest, NO_ANSWER)
-
-    @property
-    def total_tokens(self) -> Array:
-        """() int32 tokens charged so far."""
-        return jnp.sum(self.cost, dtype=jnp.int32)
 
 
 def observe(env: EnvState) -> Observation:

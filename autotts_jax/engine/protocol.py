@@ -34,7 +34,7 @@ parallel, rounds run one after another (see ``simulate``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax.numpy as jnp
@@ -141,18 +141,34 @@ class Effects:
 
 
 
-def _run_effects(fn, env: E.EnvState, data: ReplayData, cost_model: str,
-                 stop_reasons: tuple[str, ...]) -> tuple[E.EnvState, Any]:
-    """Engine side: run ``fn(obs, fx) -> (obs, out)`` on ``env`` and return the episode's
-    state after the effects it applied, with ``out``.  ``fn`` must hand back the newest
-    observation, so a controller cannot return a state it did not pay for."""
-    fx = Effects(data, cost_model, stop_reasons, env)
-    obs, out = fn(fx.observation, fx)
+def play_round(fx: Effects, call) -> tuple[E.EnvState, Any]:
+    """Engine side: one round of ``call(obs, fx) -> (obs, cstate)`` (a controller's ``init``
+    or ``step``) on the episode ``fx`` holds; returns the state after the effects it applied,
+    with the round counted and its critical-path tokens (the largest per-slot charge) booked,
+    and the new ``cstate``.  ``call`` must hand back the newest observation, so a controller
+    cannot return a state it did not pay for.  ``fx`` may be any :class:`Effects` (replay or
+    live)."""
+    before = fx._env.cost
+    obs, cstate = call(fx.observation, fx)
     if obs is not fx.observation:
         raise ProtocolError(
             "init/step must return the observation returned by the last effect they applied "
             "(or the one they received, if they applied none)")
-    return fx._env, out
+    env = fx._env
+    return replace(env, seq_tokens=env.seq_tokens + jnp.max(env.cost - before),
+                   rounds=env.rounds + 1), cstate
+
+
+def finish_episode(controller: Controller, fx: Effects, cstate, params) -> E.EnvState:
+    """Engine side: the stopped episode ``fx`` holds, with ``controller.finish``'s answer
+    (when it has one); ``finish`` may not apply effects."""
+    if controller.finish is None:
+        return fx._env
+    obs = fx.observation
+    answer = controller.finish(obs, cstate, params, fx)
+    if fx.observation is not obs:
+        raise ProtocolError("finish may not apply effects: it only chooses the answer")
+    return replace(fx._env, answer=jnp.asarray(answer, jnp.int32).reshape(()))
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autotts_jax.engine import env as E
-from autotts_jax.engine.protocol import Controller, Effects, ProtocolError, _run_effects
+from autotts_jax.engine.protocol import Controller, Effects, finish_episode, play_round
 from autotts_jax.engine.votes import pool_stats
 from autotts_jax.store.load import ReplayData, bucket
 
@@ -156,14 +156,8 @@ def _select_lanes(keep: jax.Array, old, new):
 
 
 def _round(controller: Controller, data: ReplayData, cost_model: str, env: E.EnvState, call):
-    """Run one round (``call(obs, fx) -> (obs, cstate)``: the controller's ``init`` or
-    ``step``), then book its critical-path tokens and count it."""
-    before = env.cost
-    env, cstate = _run_effects(call, env, data, cost_model, controller.all_stop_reasons)
-    charge = env.cost - before
-    return replace(
-        env, seq_tokens=env.seq_tokens + jnp.max(charge), rounds=env.rounds + 1
-    ), cstate
+    """One replayed round of ``call`` (see :func:`~autotts_jax.engine.protocol.play_round`)."""
+    return play_round(Effects(data, cost_model, controller.all_stop_reasons, env), call)
 
 
 _TRACE_KEYS = (
@@ -218,13 +212,8 @@ def _step(controller, data, env, cstate, params, *, cost_model, max_rounds):
 
 def _outputs(controller, data, env, cstate, params, question, *, cost_model, ledger=False):
     """Per-episode results of a stopped (or round-capped) episode."""
-    if controller.finish is not None:
-        fx = Effects(data, cost_model, controller.all_stop_reasons, env)
-        obs = fx.observation
-        answer = controller.finish(obs, cstate, params, fx)
-        if fx.observation is not obs:
-            raise ProtocolError("finish may not apply effects: it only chooses the answer")
-        env = replace(env, answer=jnp.asarray(answer, jnp.int32).reshape(()))
+    env = finish_episode(controller, Effects(data, cost_model, controller.all_stop_reasons, env),
+                         cstate, params)
     env = E.stop(env, E.NO_ANSWER, 0)  # round cap: no answer, reason index 0
     answer = env.answer
     n_slots = env.cost.shape[0]

@@ -114,7 +114,8 @@ def protocol_text() -> str:
              "", "Effects (``fx``):", "", "```python", inspect.getsource(P.Effects), "```", "",
              "What the controller sees, ``obs`` (everything else about the episode stays "
              "behind ``fx``):", "",
-             "```python", inspect.getsource(E.Observation), "```", "",
+             "```python", inspect.getsource(E._SlotViews), "",
+             inspect.getsource(E.Observation), "```", "",
              f"``NO_ANSWER = {E.NO_ANSWER}`` (from autotts_jax.engine.env).  Helpers in "
              "autotts_jax.engine.votes:", ""]
     for fn in (V.pool_stats, V.confidence, V.vote, V.pool_majority):

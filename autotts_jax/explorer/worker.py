@@ -203,7 +203,7 @@ def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model
     import jax.numpy as jnp
 
     from autotts_jax.engine import env as E
-    from autotts_jax.engine.protocol import _run_effects
+    from autotts_jax.engine.protocol import Effects, play_round
     from autotts_jax.engine.simulate import stack_params
 
     data = jax.device_put(data)
@@ -212,10 +212,10 @@ def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model
     reasons = controller.all_stop_reasons
 
     def one(env, p):
-        env1, cs = _run_effects(lambda o, fx: controller.init(o, p, fx), env, data, cost_model,
-                                reasons)
-        _, cs2 = _run_effects(lambda o, fx: controller.step(o, cs, p, fx), env1, data,
-                              cost_model, reasons)
+        env1, cs = play_round(Effects(data, cost_model, reasons, env),
+                              lambda o, fx: controller.init(o, p, fx))
+        _, cs2 = play_round(Effects(data, cost_model, reasons, env1),
+                            lambda o, fx: controller.step(o, cs, p, fx))
         return cs, cs2
 
     cs, cs2 = jax.eval_shape(one, env0, params)

@@ -45,7 +45,13 @@ from autotts_jax.collect.answers import get_normalizer
 from autotts_jax.collect.client import CompletionClient
 from autotts_jax.collect.collector import BranchState, CollectSettings, Journal, next_event
 from autotts_jax.engine import env as E
-from autotts_jax.engine.protocol import Controller, Effects, ProtocolError
+from autotts_jax.engine.protocol import (
+    Controller,
+    Effects,
+    ProtocolError,
+    finish_episode,
+    play_round,
+)
 from autotts_jax.engine.simulate import DEFAULT_MAX_ROUNDS, stack_params
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData, bucket
@@ -335,27 +341,13 @@ def run_episode(controller: Controller, config: Mapping[str, Any], live: LiveQue
     env = E.reset(live.data(), jnp.int32(0), jnp.arange(slots, dtype=jnp.int32), pool_size)
 
     def play(env: E.EnvState, call) -> tuple[E.EnvState, Any]:
-        before = env.cost
-        fx = LiveEffects(live, cost_model, reasons, env)
-        obs, cstate = call(fx.observation, fx)
-        if obs is not fx.observation:
-            raise ProtocolError("init/step must return the observation returned by the last "
-                                "effect they applied (or the one they received)")
-        env = fx._env
-        return replace(env, seq_tokens=env.seq_tokens + jnp.max(env.cost - before),
-                       rounds=env.rounds + 1), cstate
+        return play_round(LiveEffects(live, cost_model, reasons, env), call)
 
     env, cstate = play(env, lambda obs, fx: controller.init(obs, params, fx))
     while not bool(env.done) and int(env.rounds) < max_rounds:
         env, cstate = play(env, lambda obs, fx, cs=cstate: controller.step(obs, cs, params, fx))
     data = live.data()
-    if controller.finish is not None:
-        fx = Effects(data, cost_model, reasons, env)
-        obs = fx.observation
-        answer = controller.finish(obs, cstate, params, fx)
-        if fx.observation is not obs:
-            raise ProtocolError("finish may not apply effects: it only chooses the answer")
-        env = replace(env, answer=jnp.asarray(answer, jnp.int32).reshape(()))
+    env = finish_episode(controller, Effects(data, cost_model, reasons, env), cstate, params)
     env = E.stop(env, E.NO_ANSWER, 0)  # round cap: no answer, reason index 0
     answer = int(env.answer)
     return LiveEpisode(
