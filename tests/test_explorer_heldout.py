@@ -4,6 +4,7 @@ Also: the evolve explorer (CMC's genome reproduces CMC; proposals are determinis
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import h5py
 import pytest
@@ -12,7 +13,7 @@ from explorer_cases import read_index, use_jax_cache
 
 from autotts_jax.explorer import evolve as EV
 from autotts_jax.explorer import family as F
-from autotts_jax.explorer.config import default_conf
+from autotts_jax.explorer.config import EvolveExplorerConfig, default_conf
 from autotts_jax.explorer.loop import run_loop
 from autotts_jax.explorer.split import (
     HeldOutAccessError,
@@ -66,9 +67,12 @@ def test_evolve_loop_reads_only_the_search_split_and_reproduces_cmc(tmp_path, mo
     monkeypatch.setattr(h5py, "File", recording)
     out = tmp_path / "run"
     cmc = {"name": "cmc", "label": "AutoTTS (CMC)", "grid_param": "beta", "grid": BETAS}
+    # Without the tuner, round 0's first genome is CMC's own (with tuning, see test_tune.py).
+    explorer = {**asdict(EvolveExplorerConfig()), "confirm_top": 0}
+    explorer["tune"]["generations"] = 0
     conf = default_conf(out=str(out), rounds=2, candidates=2, seeds=1, betas=BETAS,
                         controller={"cmc": cmc}, heldout={"enabled": False},
-                        prompt={"traces": 0})
+                        prompt={"traces": 0}, explorer=explorer)
     _AUDIT.update(on=True, paths=[])
     try:
         summary = run_loop(conf, log=lambda _: None)

@@ -18,13 +18,33 @@ BETAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 @dataclass
+class TuneConfig:
+    """The engine's tuner (explorer/tune.py): CEM over each candidate's beta schedules."""
+
+    population: int = 16  # schedules per generation and candidate
+    generations: int = 3  # 0: no tuning (each genome scored as proposed)
+    elite: int = 4
+    seeds: int = 6  # low-fidelity seeds for tuning (the full `seeds` score the result)
+    beta_stride: int = 2  # tune on every 2nd beta of the grid (and the last)
+    sigma: float = 0.15  # first generation's spread, fraction of each gene's range
+    min_sigma: float = 0.02
+
+
+@dataclass
 class EvolveExplorerConfig:
     name: str = "evolve"
-    parents: int = 3  # mu: best accepted genomes that parent the next round
-    sigma: float = 0.15  # mutation step, as a fraction of each gene's range
+    strategy: str = "evolve"  # evolve (islands + CEM tuning) | random (the chance baseline)
+    parents: int = 8  # islands (best genome per structure) that parent the next round
+    flip_structure: float = 0.6  # probability that a child gets a new structure
+    sigma: float = 0.15  # schedule mutation step, as a fraction of each gene's range
     sigma_up: float = 1.25  # after a round that improved the best score
     sigma_down: float = 0.8  # after a round that did not
-    flip: float = 0.15  # probability of flipping each structural switch
+    flip: float = 0.3  # probability that a new structure changes two switches, not one
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    # Multi-fidelity selection: the confirm_top best genomes (and CMC's) are re-scored on
+    # confirm_seeds seeds of the search split; the best of them is exported (0: off).
+    confirm_top: int = 4
+    confirm_seeds: int = 40
 
 
 @dataclass

@@ -1,20 +1,22 @@
 """The ``evolve`` explorer: LLM-free search over the generalised-CMC family.
 
-A genome (:mod:`autotts_jax.explorer.family`) is 12 linear beta schedules (intercept, slope)
-and 5 structural switches.  Each round proposes ``K`` genomes and evaluates them -- K genomes x
-the beta grid as configs of one family controller -- in **one vmapped ``simulate`` call per
-search backbone**.
-
-Search: a (mu + lambda) evolution strategy with a seeded NumPy generator.
+A genome (:mod:`autotts_jax.explorer.family`) is 13 linear beta schedules (intercept, slope)
+and 6 structural switches.  The search is split in two, as an LLM explorer's is: the
+*structure* (the switches) is proposed here, the *numbers* (the schedules) are set by the
+engine's tuner (:mod:`autotts_jax.explorer.tune`), with every generation of every candidate of
+a round in one vmapped ``simulate`` call per search backbone.
 
 * Round 0: CMC's own genome (so the history contains CMC, scored like every candidate) and
-  ``K - 1`` mutants of it.
-* Round r > 0: the ``mu`` best accepted genomes of the whole history are the parents; each child
-  is a uniform crossover of two parents (chosen by rank), then mutated.
-* Mutation: Gaussian steps of ``sigma`` times each gene's range on intercepts and slopes
-  (clipped to the range; slopes keep CMC's sign, so spending still rises with beta), and each
-  switch flipped with probability ``flip``.  ``sigma`` follows a 1/5-success-style rule: times
+  ``K - 1`` children of it.
+* Islands: the best genome of each structure seen so far is an island; children come from the
+  better of two islands drawn at random, either with one or two switches changed (a new
+  structure, with the parent's schedules as the tuner's start) or with their schedules mutated
+  (Gaussian steps of ``sigma`` times each gene's range, clipped; slopes keep CMC's sign, so
+  spending still rises with beta).  ``sigma`` follows a 1/5-success-style rule: times
   ``sigma_up`` after a round that improved the best score, times ``sigma_down`` otherwise.
+* ``strategy: random`` draws genomes uniformly from the family and tunes them by random
+  search with the same number of evaluations: the baseline that says whether the search
+  beats chance.
 * A child whose schedule (every knob at every beta) equals one already evaluated is redrawn.
 
 Fitness is the search-split score of :mod:`autotts_jax.explorer.metrics` (accuracy at matched
@@ -35,11 +37,11 @@ from autotts_jax.explorer import family as F
 
 
 def _ranges() -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
-    """Per knob: (intercept range, slope range); slopes keep CMC's sign."""
+    """Per knob: (intercept range, slope range); slopes keep CMC's sign (free when 0)."""
     out = {}
     for k, (_, lo, hi, sign) in F.KNOBS.items():
         span = hi - lo
-        slope = (0.0, span) if sign > 0 else (-span, 0.0)
+        slope = (0.0, span) if sign > 0 else (-span, 0.0) if sign < 0 else (-span, span)
         out[k] = ((float(lo), float(hi)), slope)
     return out
 
@@ -72,11 +74,6 @@ def mutate(g: Mapping[str, Any], rng: np.random.Generator, sigma: float, flip: f
     return _round4(out)
 
 
-def crossover(a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator
-              ) -> dict[str, Any]:
-    return {k: (a[k] if rng.random() < 0.5 else b[k]) for k in [*F.KNOBS, *F.SWITCHES]}
-
-
 def signature(g: Mapping[str, Any], betas: Sequence[float]) -> str:
     """The genome's behaviour: every knob at every beta (equal signature = same controller)."""
     return json.dumps([F.schedule(g, b) for b in betas], sort_keys=True)
@@ -96,20 +93,71 @@ def _sigma(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]], r: int)
     return float(np.clip(sigma, 0.02, 0.5))
 
 
+def structure_of(g: Mapping[str, Any]) -> str:
+    """The genome's structure (its switches): the niche it competes in."""
+    return ",".join(f"{k}={int(g[k])}" for k in F.SWITCHES)
+
+
+def random_genome(rng: np.random.Generator) -> dict[str, Any]:
+    """A genome drawn uniformly from the family: every gene in its range, every switch."""
+    g: dict[str, Any] = {}
+    for k, ((alo, ahi), (slo, shi)) in RANGES.items():
+        g[k] = [float(rng.uniform(alo, ahi)), float(rng.uniform(slo, shi))]
+    for k, n in F.SWITCHES.items():
+        g[k] = int(rng.integers(n))
+    return _round4(g)
+
+
+def flip_switches(g: Mapping[str, Any], rng: np.random.Generator, n_flips: int
+                  ) -> dict[str, Any]:
+    """``g`` with ``n_flips`` distinct switches set to another value (a new structure)."""
+    out = dict(g)
+    names = list(F.SWITCHES)
+    for i in rng.choice(len(names), size=min(n_flips, len(names)), replace=False):
+        k, n = names[int(i)], F.SWITCHES[names[int(i)]]
+        out[k] = int((int(g[k]) + 1 + rng.integers(n - 1)) % n)
+    return out
+
+
+def elites(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The best accepted record of each structure (the islands), best first."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for x in sorted((x for x in records if x.get("status") == "accepted" and x.get("genome")),
+                    key=_rank):
+        best.setdefault(structure_of(x["genome"]), x)
+    return sorted(best.values(), key=_rank)
+
+
+def _rank(x: Mapping[str, Any]) -> tuple:
+    return (-float(x["score"]), float(x["mean_tokens"]), int(x["round"]), int(x["candidate"]))
+
+
 def propose_generation(cfg: Mapping[str, Any], seed: int, r: int, k: int,
                        records: Sequence[Mapping[str, Any]], betas: Sequence[float]
                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The ``k`` genomes of round ``r`` and a note on how they were made."""
+    """The ``k`` genomes of round ``r`` and a note on how they were made.
+
+    ``strategy: evolve`` (islands): the parents are the best genome of each structure seen so
+    far; a child takes a parent chosen by a size-2 tournament over those islands' ranks and
+    either moves to a new structure (``flip_structure`` probability: one switch changed, two
+    with probability ``flip``, its schedules kept) or stays on the parent's island with its
+    schedules mutated (``sigma`` of each gene's range).  Islands keep the population from
+    collapsing onto CMC's structure; the engine's tuner then sets each child's numbers.
+    ``strategy: random``: genomes drawn uniformly from the family (the chance baseline).
+    Both put CMC's genome first in round 0.
+    """
     rng = np.random.default_rng([int(seed), int(r), 0xE70])
+    strategy = str(cfg.get("strategy", "evolve"))
+    if strategy not in ("evolve", "random"):
+        raise ValueError(f"explorer.strategy must be evolve or random, got {strategy!r}")
     sigma = _sigma(cfg, records, r)
     flip = float(cfg.get("flip", 0.15))
-    mu = max(1, int(cfg.get("parents", 3)))
-    accepted = sorted((x for x in records if x.get("status") == "accepted" and x.get("genome")),
-                      key=lambda x: (-float(x["score"]), float(x["mean_tokens"]),
-                                     int(x["round"]), int(x["candidate"])))
-    parents = [x["genome"] for x in accepted[:mu]] or [F.CMC_GENOME]
-    parent_ids = [x["id"] for x in accepted[:mu]] or ["cmc"]
+    p_new = float(cfg.get("flip_structure", 0.6))
+    islands = elites(records)[:max(1, int(cfg.get("parents", 8)))]
+    parents = [x["genome"] for x in islands] or [F.CMC_GENOME]
+    parent_ids = [x["id"] for x in islands] or ["cmc"]
     seen = {signature(x["genome"], betas) for x in records if x.get("genome")}
+    seen |= {signature(x["untuned_genome"], betas) for x in records if x.get("untuned_genome")}
     out: list[dict[str, Any]] = []
     origin: list[str] = []
     if r == 0:
@@ -118,17 +166,26 @@ def propose_generation(cfg: Mapping[str, Any], seed: int, r: int, k: int,
         seen.add(signature(out[0], betas))
     while len(out) < k:
         for _attempt in range(20):
-            i = int(rng.integers(len(parents)))
-            j = int(rng.integers(len(parents)))
-            child = crossover(parents[i], parents[j], rng) if i != j else dict(parents[i])
-            child = mutate(child, rng, sigma, flip)
+            if strategy == "random":
+                child, why = random_genome(rng), "uniform draw from the family"
+            else:
+                a, b = (int(x) for x in rng.integers(len(parents), size=2))
+                i = min(a, b)  # tournament of two on rank: the better island
+                if rng.random() < p_new:
+                    flips = 2 if rng.random() < flip else 1
+                    child = _round4(flip_switches(parents[i], rng, flips))
+                    why = f"{parent_ids[i]} with {flips} switch(es) changed"
+                else:
+                    child = mutate(parents[i], rng, sigma, 0.0)
+                    why = f"{parent_ids[i]}'s schedules mutated"
             sig = signature(child, betas)
             if sig not in seen:
                 break
         seen.add(sig)
         out.append(child)
-        origin.append(f"mutant of {parent_ids[i]}" + (f" x {parent_ids[j]}" if i != j else ""))
-    note = {"sigma": round(sigma, 4), "flip": flip, "parents": parent_ids, "origin": origin}
+        origin.append(why)
+    note = {"strategy": strategy, "sigma": round(sigma, 4), "flip": flip,
+            "flip_structure": p_new, "islands": parent_ids, "origin": origin}
     return out, note
 
 

@@ -16,7 +16,16 @@ Switches (0/1 or a small int):
 * ``gate_rule``: 0 stops on the EMA of the pool confidence with the momentum condition (CMC);
   1 stops on the raw pool confidence (no EMA, no momentum);
 * ``consensus``: also stop as soon as every live branch's latest answer agrees with the pool
-  winner (after warm-up, with at least ``min_complete`` completed answers).
+  winner (after warm-up, with at least ``min_complete`` completed answers);
+* ``vote_rule``: 0 answers with the pool majority (CMC); 1 answers with a *length-weighted*
+  vote over the finished branches, each weighing ``depth ** -vote_gamma`` (its length in probe
+  intervals, which a live controller knows once the branch ends: shorter reasoning is more
+  often right); 2 also uses that weighted winner inside the loop (alignment, abandonment,
+  consensus) while the gate keeps counting votes;
+* ``settle``: settle-on-stable-probe votes.  A live branch whose probe answer has stayed the
+  same for ``settle_k`` observations in a row counts as a vote for it, next to the completed
+  answers, in the pool winner and its confidence (the gate can then fire before branches
+  finish); 0 counts completed answers only (CMC).
 
 :data:`CMC_GENOME` reproduces CMC episode for episode (tested).  The family is one
 :class:`Controller` whose config carries the genome (``family_controller``), so a population of
@@ -29,20 +38,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
-from autotts_jax.controllers.cmc import _WINDOW, _abandon, _probe_order, finish
-from autotts_jax.controllers.cmc import init as _cmc_init
+from autotts_jax.controllers.cmc import _WINDOW, _abandon, _probe_order
+from autotts_jax.controllers.cmc import finish as _cmc_finish
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
-from autotts_jax.engine.votes import pool_stats
+from autotts_jax.engine.votes import confidence, pool_stats
 
 MAX_BRANCH = 64
 MAX_OUTER = 500
 WINDOW = _WINDOW  # EMA window capacity (CMC's): T_ema <= WINDOW
 
 # knob: (kind, lower bound, upper bound, slope sign).  Bounds of integer knobs are CMC's
-# floors (``max(2, ...)``) and the 64-branch ceiling; the sign is CMC's slope sign.
+# floors (``max(2, ...)``) and the 64-branch ceiling; the sign is CMC's slope sign (0: free,
+# for knobs that do not set how much is spent).
 KNOBS: dict[str, tuple[str, float, float, int]] = {
     "n_init": ("int", 2, 16, +1),
     "max_branch_use": ("int", 2, MAX_BRANCH, +1),
@@ -56,10 +67,13 @@ KNOBS: dict[str, tuple[str, float, float, int]] = {
     "widen_burst": ("int", 1, 16, +1),
     "trend_thr": ("float", -0.1, 0.2, -1),
     "min_complete": ("int", 2, 32, +1),
+    "vote_gamma": ("float", 0.0, 4.0, 0),
+    "settle_k": ("int", 2, 12, +1),
 }
 # switch: number of values
 SWITCHES: dict[str, int] = {
-    "abandon": 2, "burst": 2, "widen_rule": 2, "gate_rule": 2, "consensus": 2,
+    "abandon": 2, "burst": 2, "widen_rule": 2, "gate_rule": 2, "consensus": 2, "vote_rule": 3,
+    "settle": 2,
 }
 
 CMC_GENOME: dict[str, Any] = {
@@ -67,7 +81,9 @@ CMC_GENOME: dict[str, Any] = {
     "abandon_patience": [3, 9], "T_ema": [2, 6], "ema_alpha": [0.70, -0.40],
     "conf_thr": [0.85, 0.12], "delta_slack": [0.04, -0.03], "burst_aligned": [1, 2],
     "widen_burst": [1, 3], "trend_thr": [0.04, -0.03], "min_complete": [2, 3],
-    "abandon": 1, "burst": 1, "widen_rule": 0, "gate_rule": 0, "consensus": 0,
+    "vote_gamma": [1.0, 0.0], "settle_k": [4, 4],
+    "abandon": 1, "burst": 1, "widen_rule": 0, "gate_rule": 0, "consensus": 0, "vote_rule": 0,
+    "settle": 0,
 }
 STOP_REASONS = ("ema_gate", "consensus", "all_resolved", "max_outer", "no_branches")
 
@@ -81,7 +97,7 @@ def check_genome(genome: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, (_, _, _, sign) in KNOBS.items():
         a, s = (float(v) for v in genome[k])
-        if s * sign < 0:
+        if sign and s * sign < 0:
             raise ValueError(f"genome: slope of {k} must have sign {sign:+d} (spending rises "
                              f"with beta), got {s}")
         out[k] = [a, s]
@@ -111,14 +127,91 @@ def schedule(genome: Mapping[str, Any], beta: float) -> dict[str, Any]:
     return p
 
 
-# CMC's init: same n_init opening and the same controller state (window capacity WINDOW).
-init = _cmc_init
+def init(obs, p, fx):
+    """CMC's opening (``n_init`` branches) and a state with CMC's fields."""
+    obs = fx.probe_new(obs, p["n_init"])
+    obs = fx.stop(obs, NO_ANSWER, "no_branches", when=obs.opened == 0)
+    n = obs.n_slots
+    return obs, {
+        "ema": jnp.zeros((), jnp.float64),  # () float64 EMA of the pool confidence
+        "window": jnp.zeros(WINDOW, jnp.float64),  # (WINDOW,) float64 EMA i rounds ago
+        "filled": jnp.zeros((), jnp.int32),  # () int32 entries in the window (<= T_ema)
+        "delta": jnp.zeros((), jnp.float64),  # () float64 EMA now minus T_ema rounds ago
+        "disagree": jnp.zeros(n, jnp.int32),  # (S,) int32 consecutive rounds off the winner
+        "probes": jnp.zeros(n, jnp.int32),  # (S,) int32 probe calls made after opening
+        "stable": jnp.where(obs.latest != NO_ANSWER, 1, 0).astype(jnp.int32),  # (S,) int32
+        # observations in a row with the same probe answer
+        "rounds": jnp.zeros((), jnp.int32),  # () int32 rounds run
+    }
+
+
+def weighted_winner(obs, gamma):
+    """The answer with the largest total weight ``depth ** -gamma`` over finished (or read)
+    branches; ties go to the answer completed first; -1 when nothing finished.
+
+    ``gamma = 0`` weighs every finished branch 1 (a plain majority over the same branches).
+    """
+    done = obs.finished | obs.read
+    depth = jnp.maximum(obs.depth, 1).astype(jnp.float64)
+    w = jnp.where(done, depth ** (-gamma), 0.0)
+    size = obs.pool_count.shape[0]
+    total = jnp.zeros(size, jnp.float64).at[jnp.where(done, obs.final, size)].add(
+        w, mode="drop")
+    top = jnp.max(total)
+    key = jnp.where((total >= top) & (total > 0), obs.pool_first, jnp.iinfo(jnp.int32).max)
+    winner = jax.lax.argmin(key, 0, jnp.int32)
+    return jnp.where(top > 0, winner, NO_ANSWER).astype(jnp.int32)
+
+
+def settled_stats(obs, settled):
+    """(winner, confidence) of the completed answers plus one vote per ``settled`` live
+    branch for its latest probe answer.  Ties go to the answer completed first, then to a
+    settled-only answer of the lowest slot.  Label-free: settled-only answers are counted
+    slot against slot, never by their id."""
+    size = obs.pool_count.shape[0]
+    in_pool = obs.pool_count > 0
+    extra = jnp.zeros(size, jnp.int32).at[jnp.where(settled, obs.latest, size)].add(
+        1, mode="drop")
+    pool_total = jnp.where(in_pool, obs.pool_count + extra, 0)
+    looked_up = jnp.where(obs.latest < size, obs.pool_count[jnp.clip(obs.latest, 0, size - 1)],
+                          0)
+    only = settled & (obs.latest != NO_ANSWER) & (looked_up == 0)
+    same = (obs.latest[:, None] == obs.latest[None, :]) & only[None, :]
+    slot_total = jnp.where(only, jnp.sum(same, axis=1, dtype=jnp.int32), 0)
+    top_pool, top_slot = jnp.max(pool_total), jnp.max(slot_total)
+    top1 = jnp.maximum(top_pool, top_slot)
+    never = jnp.iinfo(jnp.int32).max
+    pool_winner = jax.lax.argmin(jnp.where(in_pool & (pool_total == top1), obs.pool_first,
+                                           never), 0, jnp.int32)
+    slot = jax.lax.argmax(slot_total == top1, 0, jnp.int32)
+    winner = jnp.where(top_pool == top1, pool_winner, obs.latest[slot])
+    winner = jnp.where(top1 > 0, winner, NO_ANSWER).astype(jnp.int32)
+    ids = jnp.arange(size, dtype=jnp.int32)
+    top2 = jnp.maximum(jnp.max(jnp.where(ids == winner, 0, pool_total)),
+                       jnp.max(jnp.where(obs.latest == winner, 0, slot_total)))
+    return winner, confidence(top1, top2)
+
+
+def _settled(obs, stable, p):
+    return (p["settle"] == 1) & obs.alive & ~obs.finished & (stable >= p["settle_k"])
+
+
+def _winner(obs, stable, p):
+    """Pool majority and its confidence (with settled branches' votes under ``settle``);
+    under ``vote_rule`` 2 the length-weighted winner."""
+    winner, _, _, conf = pool_stats(obs)
+    s_winner, s_conf = settled_stats(obs, _settled(obs, stable, p))
+    settle = p["settle"] == 1
+    winner = jnp.where(settle, s_winner, winner)
+    conf = jnp.where(settle, s_conf, conf)
+    weighted = weighted_winner(obs, p["vote_gamma"])
+    return jnp.where((p["vote_rule"] == 2) & (weighted != NO_ANSWER), weighted, winner), conf
 
 
 def step(obs, cs, p, fx):
     alpha = p["ema_alpha"]
-    winner, _, _, conf = pool_stats(obs)
-    warm = cs["step"] >= p["warm_up"]
+    winner, conf = _winner(obs, cs["stable"], p)
+    warm = cs["rounds"] >= p["warm_up"]
 
     # EMA update #1 appends to the window (the oldest entry falls out beyond T_ema).
     ema = (1.0 - alpha) * cs["ema"] + alpha * conf
@@ -139,11 +232,14 @@ def step(obs, cs, p, fx):
     aligned = gate_on & (obs.latest == winner)
     burst = jnp.where(p["burst"] == 1, p["burst_aligned"], 1)
     calls = jnp.where(alive, jnp.where(aligned, burst, 1), 0)
+    before = obs.latest
     obs, made = fx.advance(obs, calls, order=_probe_order(cs["probes"], calls.shape[0]))
     probes = cs["probes"] + made
+    stable = jnp.where(made > 0, jnp.where((obs.latest == before) & (before != NO_ANSWER),
+                                           cs["stable"] + 1, 1), cs["stable"])
 
     # EMA update #2 on the post-probe pool overwrites this round's entry.
-    winner, _, _, conf = pool_stats(obs)
+    winner, conf = _winner(obs, stable, p)
     ema = (1.0 - alpha) * ema + alpha * conf
     window = window.at[0].set(ema)
     oldest = window[jnp.maximum(filled - 1, 0)]
@@ -164,21 +260,30 @@ def step(obs, cs, p, fx):
     spawned = obs.opened
     cap = jnp.minimum(p["max_branch_use"], MAX_BRANCH)
     trend_ok = (p["widen_rule"] == 1) | (delta <= p["trend_thr"])
-    widen = ((spawned < cap) & trend_ok & (cs["step"] >= jnp.maximum(1, p["warm_up"] // 2))
+    widen = ((spawned < cap) & trend_ok & (cs["rounds"] >= jnp.maximum(1, p["warm_up"] // 2))
              & (level < p["conf_thr"]))
     n_new = jnp.where(widen & ~obs.done, jnp.minimum(p["widen_burst"], cap - spawned), 0)
     obs = fx.probe_new(obs, n_new)
+    stable = jnp.where((stable == 0) & (obs.latest != NO_ANSWER), 1, stable)
 
-    n = cs["step"] + 1
+    n = cs["rounds"] + 1
     obs = fx.stop(obs, winner, "max_outer", when=n >= MAX_OUTER)
     return obs, {
         "ema": ema, "window": window, "filled": filled, "delta": delta,
-        "disagree": disagree, "probes": probes, "step": n,
+        "disagree": disagree, "probes": probes, "stable": stable, "rounds": n,
     }
 
 
+def finish(obs, cs, p, fx):
+    """CMC's answer (the pool majority, or its fallback), or under ``vote_rule`` >= 1 the
+    length-weighted vote of the finished branches when any finished."""
+    weighted = weighted_winner(obs, p["vote_gamma"])
+    cmc = _cmc_finish(obs, cs, p, fx)
+    return jnp.where((p["vote_rule"] >= 1) & (weighted != NO_ANSWER), weighted, cmc)
+
+
 def _trace_fields(cs):
-    return {"ema": cs["ema"], "delta": cs["delta"], "step": cs["step"]}
+    return {"ema": cs["ema"], "delta": cs["delta"], "rounds": cs["rounds"]}
 
 
 def _flat(genome: Mapping[str, Any]) -> dict[str, Any]:

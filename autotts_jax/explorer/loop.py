@@ -34,6 +34,7 @@ import numpy as np
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.explorer import digest as D
 from autotts_jax.explorer import metrics as M
+from autotts_jax.explorer import tune as T
 from autotts_jax.explorer.context import (
     SearchContext,
     compute_baselines,
@@ -261,6 +262,35 @@ def _announce(rec: Mapping[str, Any], log: Log) -> None:
 # --------------------------------------------------------------------------- evolve rounds
 
 
+def tune_settings(explorer: Mapping[str, Any]) -> T.TuneSettings:
+    """The tuner's settings; ``strategy: random`` tunes by random search (the baseline)."""
+    cfg = dict(explorer.get("tune") or {})
+    if explorer.get("strategy", "evolve") == "random":
+        cfg["strategy"] = "random"
+    return T.TuneSettings.of(cfg)
+
+
+def _tune_round(ctx: SearchContext, conf: Mapping[str, Any], settings: T.TuneSettings,
+                genomes: Sequence[Mapping[str, Any]], r: int, cands: Sequence[int]
+                ) -> list[dict[str, Any]]:
+    """Tune a round's genomes together: one population replay per generation and backbone,
+    on the first ``tune.seeds`` seeds (low fidelity)."""
+    from autotts_jax.explorer import evolve as EV
+
+    low = ctx.seeds[:max(1, settings.seeds)]
+    betas = T.tuning_betas(ctx.betas, settings.beta_stride)
+    tol = float(conf["score"]["monotone_tolerance"])
+
+    def evaluate(gs):
+        return EV.evaluate_population(gs, ctx.datas, betas, low, **ctx.sim_kw())[0]
+
+    def score(results):
+        return T.score_population(results, ctx.models, betas, ctx.anchors, tol)
+
+    rngs = [np.random.default_rng([int(conf["seed"]), r, c, 0x7E7E]) for c in cands]
+    return T.tune_all(genomes, evaluate, score, rngs, settings)
+
+
 def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History, r: int,
                   log: Log) -> None:
     from autotts_jax.explorer import evolve as EV
@@ -273,25 +303,47 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
     previous = [x for x in history.records() if int(x["round"]) < r]
     genomes, note = EV.propose_generation(conf["explorer"], int(conf["seed"]), r, k, previous,
                                           ctx.betas)
+    untuned = {c: genomes[c] for c in pending}
+    t0 = time.perf_counter()
+    tuning: dict[int, dict[str, Any]] = {}
+    settings = tune_settings(conf["explorer"])
+    if settings.generations:
+        tuned = _tune_round(ctx, conf, settings, [untuned[c] for c in pending], r, pending)
+        for c, res in zip(pending, tuned, strict=True):
+            genomes[c] = res.pop("genome")
+            tuning[c] = res
+    t_tune = time.perf_counter() - t0
     sources = {}
     for c in pending:
         origin = note["origin"][c]
         history.write(r, c, "prompt.md", "evolve: no prompt (LLM-free search).\n\n" + json.dumps(
             {**note, "origin": origin, "round": r, "candidate": c}, indent=1) + "\n")
-        history.write(r, c, "response.txt", json.dumps(genomes[c], indent=1) + "\n")
+        history.write(r, c, "response.txt", json.dumps(untuned[c], indent=1) + "\n")
         sources[c] = EV.genome_source(genomes[c], cid(r, c), origin, ctx.betas)
         history.write(r, c, "candidate.py", sources[c])
     t0 = time.perf_counter()
+    # Tuned and untuned genomes at full fidelity in one population call (multi-fidelity: the
+    # tuner saw only its low-fidelity seeds).
+    extra = [untuned[c] for c in pending if c in tuning]
     try:
         results, needs, timing = EV.evaluate_population(
-            [genomes[c] for c in pending], ctx.datas, ctx.betas, ctx.seeds, **ctx.sim_kw())
+            [genomes[c] for c in pending] + extra, ctx.datas, ctx.betas, ctx.seeds,
+            **ctx.sim_kw())
         error = None
     except Exception as exc:  # noqa: BLE001
         results, needs, timing, error = [], [], {}, f"error: {type(exc).__name__}: {exc}"
     wall = time.perf_counter() - t0
-    per_candidate = wall / max(1, len(pending))
-    log(f"discover: round {r}: evaluated {len(pending)} genomes x {len(ctx.betas)} betas on "
-        f"{len(ctx.models)} backbones in {wall:.1f}s ({per_candidate:.1f}s per candidate)")
+    per_candidate = (wall + t_tune) / max(1, len(pending))
+    log(f"discover: round {r}: tuned {len(tuning)} genomes x {settings.evaluations} schedules "
+        f"in {t_tune:.1f}s; evaluated {len(pending) + len(extra)} genomes x {len(ctx.betas)} "
+        f"betas on {len(ctx.models)} backbones in {wall:.1f}s")
+    untuned_scores: dict[int, float | None] = {}
+    if error is None:
+        tol = float(conf["score"]["monotone_tolerance"])
+        scored = T.score_population(results[len(pending):], ctx.models, ctx.betas,
+                                    ctx.anchors, tol)
+        for c, sc in zip([c for c in pending if c in tuning], scored, strict=True):
+            untuned_scores[c] = sc["score"] if sc["monotone"] else None
     nb = len(ctx.betas)
     recs: dict[int, dict[str, Any]] = {}
     assessed: dict[int, tuple[dict, dict]] = {}
@@ -317,9 +369,15 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
             validation["monotone"] = {"ok": stage != "monotone",
                                       "problem": reason if stage == "monotone" else ""}
             _write_metrics(history, r, c, metrics)
+            extra_fields = {}
+            if c in tuning:
+                extra_fields = {"untuned_genome": untuned[c],
+                                "untuned_score": untuned_scores.get(c),
+                                "tuning": tuning[c]}
             recs[c] = _record(r, c, "evolve", stage, reason, metrics, sources[c], seconds,
                               genome=genomes[c], name=f"evolved_{cid(r, c)}",
-                              origin=note["origin"][c])
+                              origin=note["origin"][c], structure=EV.structure_of(genomes[c]),
+                              **extra_fields)
             if stage == "ok":
                 assessed[c] = (results[i], metrics)
         history.write(r, c, "validation.json", validation)
@@ -347,6 +405,40 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
 
 
 # --------------------------------------------------------------------------- the run
+
+
+def confirm(ctx: SearchContext, conf: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+            log: Log) -> dict[str, Any] | None:
+    """Multi-fidelity selection (evolve): re-score the ``confirm_top`` best accepted genomes,
+    and CMC's as the yardstick, on ``confirm_seeds`` seeds of the search split, in one
+    population call.  The best of many on a few seeds is optimistic (the winner's curse); the
+    re-scored order is the one the export follows."""
+    from autotts_jax.explorer import evolve as EV
+    from autotts_jax.explorer import family as F
+
+    top = int(conf["explorer"].get("confirm_top", 0))
+    accepted = sorted((x for x in records if x.get("status") == "accepted" and x.get("genome")),
+                      key=M.rank_key)[:max(0, top)]
+    if not accepted:
+        return None
+    seeds = list(range(int(conf["explorer"].get("confirm_seeds", 40))))
+    genomes = [x["genome"] for x in accepted] + [F.CMC_GENOME]
+    t0 = time.perf_counter()
+    results = EV.evaluate_population(genomes, ctx.datas, ctx.betas, seeds, **ctx.sim_kw())[0]
+    scores = T.score_population(results, ctx.models, ctx.betas, ctx.anchors,
+                                float(conf["score"]["monotone_tolerance"]))
+    rows = [{"id": x["id"], "score": x["score"], "confirmed_score": s["score"],
+             "confirmed_mean_tokens": s["mean_tokens"], "monotone": s["monotone"]}
+            for x, s in zip(accepted, scores, strict=False)]
+    ok = [r for r in rows if r["monotone"]] or rows
+    best = max(ok, key=lambda r: (r["confirmed_score"], -r["confirmed_mean_tokens"]))
+    out = {"seeds": len(seeds), "candidates": rows, "best": best["id"],
+           "cmc_confirmed_score": scores[-1]["score"],
+           "seconds": round(time.perf_counter() - t0, 2)}
+    log(f"discover: confirmed the top {len(rows)} on {len(seeds)} seeds in {out['seconds']}s: "
+        + ", ".join(f"{r['id']} {r['score']:.2f} -> {r['confirmed_score']:.2f}" for r in rows)
+        + f" (CMC {out['cmc_confirmed_score']:.2f}); exporting {best['id']}")
+    return out
 
 
 def select_best(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -440,7 +532,14 @@ def run_loop(conf: Mapping[str, Any], log: Log = _log) -> dict[str, Any]:
                 _llm_round(ctx, conf, history, proposer, r, log)
             log(f"discover: round {r} done in {time.perf_counter() - t0:.1f}s")
         records = history.records()
+        confirmed = None
+        if conf["explorer"]["name"] == "evolve":
+            confirmed = confirm(ctx, conf, records, log)
+            if confirmed is not None:
+                history.write_file("confirm.json", confirmed)
     best = select_best(records)
+    if confirmed is not None:
+        best = next(x for x in records if x["id"] == confirmed["best"])
     summary: dict[str, Any] = {
         "candidates": len(records),
         "accepted": sum(x["status"] == "accepted" for x in records),
@@ -452,6 +551,10 @@ def run_loop(conf: Mapping[str, Any], log: Log = _log) -> dict[str, Any]:
                       for b in ctx.baselines.values()},
         "loop_seconds": round(time.perf_counter() - t_start, 2),
     }
+    if confirmed is not None:
+        summary["confirmed"] = {k: confirmed[k] for k in ("seeds", "best", "cmc_confirmed_score")}
+        summary["best"]["confirmed_score"] = next(
+            r["confirmed_score"] for r in confirmed["candidates"] if r["id"] == confirmed["best"])
     if best is not None:
         path = export_best(history, best)
         summary["best_controller"] = str(path)
