@@ -55,6 +55,27 @@ CONTROLLER = Controller(
 )
 '''
 
+# The same controller with its numbers declared as tunable knobs (autotts_jax.engine.knobs).
+TUNABLE = VALID.replace(
+    "from autotts_jax.engine.protocol import Controller\n",
+    "from autotts_jax.engine.knobs import Knob, knob_values\n"
+    "from autotts_jax.engine.protocol import Controller\n",
+).replace(
+    """def _params(config):
+    b = min(1.0, max(0.0, float(config["beta"])))
+    return {"max_reads": max(2, round(2 + 62 * b)), "threshold": round(0.8 + 0.19 * b, 4)}
+""",
+    """KNOBS = {
+    "max_reads": Knob("int", 2, 64, 1, 2, 62),  # reads at most this many branches
+    "threshold": Knob("float", 0.5, 0.999, 1, 0.8, 0.19),  # stop above this confidence
+}
+
+
+def _params(config):
+    return knob_values(KNOBS, config["beta"])
+""")
+assert "KNOBS" in TUNABLE
+
 SYNTAX_ERROR = VALID.replace("def step(env, cstate, params, fx):",
                              "def step(env, cstate, params, fx:")
 

@@ -69,10 +69,9 @@ def test_evolve_loop_reads_only_the_search_split_and_reproduces_cmc(tmp_path, mo
     cmc = {"name": "cmc", "label": "AutoTTS (CMC)", "grid_param": "beta", "grid": BETAS}
     # Without the tuner, round 0's first genome is CMC's own (with tuning, see test_tune.py).
     explorer = {**asdict(EvolveExplorerConfig()), "confirm_top": 0}
-    explorer["tune"]["generations"] = 0
     conf = default_conf(out=str(out), rounds=2, candidates=2, seeds=1, betas=BETAS,
                         controller={"cmc": cmc}, heldout={"enabled": False},
-                        prompt={"traces": 0}, explorer=explorer)
+                        prompt={"traces": 0}, explorer=explorer, tune={"generations": 0})
     _AUDIT.update(on=True, paths=[])
     try:
         summary = run_loop(conf, log=lambda _: None)

@@ -174,11 +174,11 @@ def test_discover_tunes_every_genome_and_confirms_the_best(tmp_path):
     from autotts_jax.explorer.loop import run_loop
 
     explorer = {**asdict(EvolveExplorerConfig()), "confirm_top": 2, "confirm_seeds": 2}
-    explorer["tune"].update(population=3, generations=2, seeds=1, elite=2)
     out = tmp_path / "run"
     conf = default_conf(out=str(out), rounds=1, candidates=2, seeds=1, betas=BETAS,
                         controller={}, heldout={"enabled": False}, prompt={"traces": 0},
-                        explorer=explorer)
+                        explorer=explorer,
+                        tune={"population": 3, "generations": 2, "seeds": 1, "elite": 2})
     summary = run_loop(conf, log=lambda _: None)
     index = read_index(out)
     assert [r["untuned_genome"] for r in index][0] == EV._round4(F.CMC_GENOME)

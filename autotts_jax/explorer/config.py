@@ -19,7 +19,8 @@ BETAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 @dataclass
 class TuneConfig:
-    """The engine's tuner (explorer/tune.py): CEM over each candidate's beta schedules."""
+    """The engine's tuner (explorer/tune.py): CEM over each candidate's beta schedules (the
+    evolve family's genes; an LLM candidate's ``KNOBS`` table)."""
 
     population: int = 16  # schedules per generation and candidate
     generations: int = 3  # 0: no tuning (each genome scored as proposed)
@@ -40,7 +41,6 @@ class EvolveExplorerConfig:
     sigma_up: float = 1.25  # after a round that improved the best score
     sigma_down: float = 0.8  # after a round that did not
     flip: float = 0.3  # probability that a new structure changes two switches, not one
-    tune: TuneConfig = field(default_factory=TuneConfig)
     # Multi-fidelity selection: the confirm_top best genomes (and CMC's) are re-scored on
     # confirm_seeds seeds of the search split; the best of them is exported (0: off).
     confirm_top: int = 4
@@ -143,6 +143,7 @@ class DiscoverConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)  # every explorer's candidates
     controller: dict[str, ControllerConfig] = field(default_factory=dict)  # the baselines
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # held-out eval
     heldout: HeldOutConfig = field(default_factory=HeldOutConfig)

@@ -162,6 +162,22 @@ def _evaluate_source(ctx: SearchContext, conf: Mapping[str, Any], history: Histo
         history.write(r, c, "validation.json", validation)
         return _record(r, c, backend, "static", "static: " + "\n".join(report.problems), {},
                        source, seconds)
+    tuning: dict[str, Any] | None = None
+    settings = tune_settings(conf)
+    if settings.generations:
+        t0 = time.perf_counter()
+        tuning, tuned = _tune_module(ctx, conf, settings, source, r, c)
+        seconds["tune"] = time.perf_counter() - t0
+        if tuned is not None and check_source(tuned).ok:
+            history.write(r, c, "candidate_untuned.py", source)
+            history.write(r, c, "candidate.py", tuned)
+            source = tuned
+        if tuning is not None:
+            log(f"discover: {cid(r, c)} tuning: {tuning['status']}"
+                + (f", low-fidelity score {tuning['untuned_score_low']} -> "
+                   f"{tuning['score_low']}" if tuning["status"] == "tuned" else ""))
+    extra = {} if tuning is None else {"tuning": tuning,
+                                       "untuned_score_low": tuning.get("untuned_score_low")}
     t0 = time.perf_counter()
     sb = conf["sandbox"]
     outcome = run_candidate(
@@ -181,7 +197,8 @@ def _evaluate_source(ctx: SearchContext, conf: Mapping[str, Any], history: Histo
                              "containment": outcome.containment}
     if not outcome.ok:
         history.write(r, c, "validation.json", validation)
-        return _record(r, c, backend, outcome.stage, outcome.reason, {}, source, seconds)
+        return _record(r, c, backend, outcome.stage, outcome.reason, {}, source, seconds,
+                       **extra)
     stage, reason, metrics = assess(ctx, outcome.arrays, outcome.needs, outcome.stop_reasons,
                                     float(conf["score"]["monotone_tolerance"]))
     validation["invariants"] = {"ok": stage != "invariant", "problems": reason
@@ -196,7 +213,58 @@ def _evaluate_source(ctx: SearchContext, conf: Mapping[str, Any], history: Histo
         history.write(r, c, "digest.md", text)
         history.write_arrays(r, c, "episodes.npz", outcome.arrays)
     return _record(r, c, backend, stage, reason, metrics, source, seconds,
-                   name=outcome.name)
+                   name=outcome.name, **extra)
+
+
+class _TuneFailed(Exception):
+    pass
+
+
+def _tune_module(ctx: SearchContext, conf: Mapping[str, Any], settings: T.TuneSettings,
+                 source: str, r: int, c: int) -> tuple[dict[str, Any] | None, str | None]:
+    """Tune an LLM candidate's ``KNOBS`` schedules in the sandbox (one run per generation,
+    low fidelity); the tuning record and the source with the tuned table (``None`` when the
+    module declares no knobs, or tuning failed: it is then scored as written)."""
+    from autotts_jax.engine.knobs import parse_knobs, with_knobs
+    from autotts_jax.explorer.sandbox import tune_untrusted
+
+    try:
+        knobs = parse_knobs(source)
+    except (ValueError, SyntaxError) as exc:
+        return {"status": f"not tuned: {exc}"}, None
+    if knobs is None:
+        return None, None
+    space, start = T.space_of_knobs(knobs)
+    betas = T.tuning_betas(ctx.betas, settings.beta_stride)
+    low = ctx.seeds[:max(1, settings.seeds)]
+    tol = float(conf["score"]["monotone_tolerance"])
+    sb = conf["sandbox"]
+
+    def evaluate(genomes):
+        out = tune_untrusted(source, ctx.datas, [{k: g[k] for k in space} for g in genomes],
+                             betas=betas, seeds=low, limits=limits_of(conf),
+                             containment=str(sb.get("containment", "auto")),
+                             max_branch=ctx.max_branch, **ctx.sim_kw())
+        if not out.ok:
+            raise _TuneFailed(f"{out.stage}: {out.reason}")
+        nb = len(betas)
+        return [{f: out.arrays[f][:, i * nb:(i + 1) * nb] for f in ("correct", "tokens")}
+                for i in range(len(genomes))]
+
+    def score(results):
+        return T.score_population(results, ctx.models, betas, ctx.anchors, tol)
+
+    rng = np.random.default_rng([int(conf["seed"]), r, c, 0x7E7E])
+    try:
+        res = T.tune_all([start], evaluate, score, [rng], settings, space)[0]
+    except _TuneFailed as exc:
+        return {"status": "failed", "reason": str(exc)[:600]}, None
+    best = res.pop("genome")
+    res.update(status="tuned", declared=start, tuned={k: best[k] for k in space})
+    if best == {k: [round(a, 4), round(s, 4)] for k, (a, s) in start.items()}:
+        return res, None
+    tuned = {k: v._replace(intercept=best[k][0], slope=best[k][1]) for k, v in knobs.items()}
+    return res, with_knobs(source, tuned)
 
 
 def _llm_round(ctx: SearchContext, conf: Mapping[str, Any], history: History, proposer,
@@ -262,10 +330,10 @@ def _announce(rec: Mapping[str, Any], log: Log) -> None:
 # --------------------------------------------------------------------------- evolve rounds
 
 
-def tune_settings(explorer: Mapping[str, Any]) -> T.TuneSettings:
-    """The tuner's settings; ``strategy: random`` tunes by random search (the baseline)."""
-    cfg = dict(explorer.get("tune") or {})
-    if explorer.get("strategy", "evolve") == "random":
+def tune_settings(conf: Mapping[str, Any]) -> T.TuneSettings:
+    """The tuner's settings; ``explorer.strategy: random`` tunes by random search too."""
+    cfg = dict(conf.get("tune") or {})
+    if conf["explorer"].get("strategy", "evolve") == "random":
         cfg["strategy"] = "random"
     return T.TuneSettings.of(cfg)
 
@@ -306,7 +374,7 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
     untuned = {c: genomes[c] for c in pending}
     t0 = time.perf_counter()
     tuning: dict[int, dict[str, Any]] = {}
-    settings = tune_settings(conf["explorer"])
+    settings = tune_settings(conf)
     if settings.generations:
         tuned = _tune_round(ctx, conf, settings, [untuned[c] for c in pending], r, pending)
         for c, res in zip(pending, tuned, strict=True):

@@ -72,7 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -511,6 +511,25 @@ def replay_untrusted(source: str, datas: Sequence[Any], configs: Sequence[dict] 
                "max_branch": int(max_branch), "ledger": bool(ledger),
                "betas": None if betas is None else [float(b) for b in betas],
                "configs": None if configs is None else [dict(c) for c in configs]}
+    outcome, arrays = _in_sandbox(source, datas, request, limits, mode=containment)
+    if outcome.ok and arrays is not None:
+        outcome.arrays = _score(arrays, datas)
+    return outcome
+
+
+def tune_untrusted(source: str, datas: Sequence[Any], schedules: Sequence[Mapping[str, Any]],
+                   *, betas: Sequence[float], seeds: Sequence[int], cost_model: str = "reference",
+                   max_rounds: int = 1024, pool_size: int = 128, max_branch: int = 64,
+                   limits: Limits = Limits(), containment: str = "auto") -> Outcome:
+    """Replay candidate ``source`` with each of ``schedules`` (``{knob: [intercept, slope]}``
+    for knobs of its ``KNOBS`` table) x ``betas`` in one sandbox run, scored here.  The arrays
+    are ``[stores, schedules * betas, seeds, questions]``, schedule-major."""
+    request = {"mode": "tune", "seeds": [int(s) for s in seeds], "cost_model": cost_model,
+               "max_rounds": int(max_rounds), "pool_size": int(pool_size),
+               "max_branch": int(max_branch), "ledger": False,
+               "betas": [float(b) for b in betas],
+               "schedules": [{k: [float(v[0]), float(v[1])] for k, v in s.items()}
+                             for s in schedules]}
     outcome, arrays = _in_sandbox(source, datas, request, limits, mode=containment)
     if outcome.ok and arrays is not None:
         outcome.arrays = _score(arrays, datas)

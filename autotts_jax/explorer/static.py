@@ -52,7 +52,7 @@ ALLOWED_IMPORTS = frozenset({
     "__future__", "jax", "jax.numpy", "jax.lax", "numpy", "math", "functools", "typing",
     "dataclasses",
     "autotts_jax.engine.protocol", "autotts_jax.engine.votes", "autotts_jax.engine.env",
-    "autotts_jax.explorer.family",
+    "autotts_jax.engine.knobs", "autotts_jax.explorer.family",
 })
 
 # Modules honest code reaches as attributes of the allowed ones (``jax.random.split``,

@@ -39,7 +39,7 @@ from autotts_jax.explorer import metrics as M
 
 @dataclass(frozen=True)
 class TuneSettings:
-    """How hard the engine tunes each candidate (``explorer.tune`` in the config)."""
+    """How hard the engine tunes each candidate (``tune`` in the discover config)."""
 
     population: int = 16  # schedules per generation (one simulate call per backbone)
     generations: int = 3  # 0: no tuning
@@ -56,9 +56,9 @@ class TuneSettings:
         known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
         out = cls(**known)
         if out.strategy not in ("cem", "random"):
-            raise ValueError(f"explorer.tune.strategy must be cem or random, got {out.strategy!r}")
+            raise ValueError(f"tune.strategy must be cem or random, got {out.strategy!r}")
         if out.population < 2 or out.generations < 0 or not 1 <= out.elite <= out.population:
-            raise ValueError("explorer.tune: need population >= 2, generations >= 0 and "
+            raise ValueError("tune: need population >= 2, generations >= 0 and "
                              "1 <= elite <= population")
         return out
 
@@ -76,32 +76,44 @@ def tuning_betas(betas: Sequence[float], stride: int) -> list[float]:
     return out
 
 
-def gene_ranges() -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Gene names (``knob.a``, ``knob.s``) and their lower and upper bounds."""
-    from autotts_jax.explorer.evolve import RANGES
+Space = Mapping[str, tuple]  # knob -> (kind, low, high, slope sign), as family.KNOBS
 
+
+def gene_ranges(space: Space | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Gene names (``knob.a``, ``knob.s``) and their bounds: intercepts within the knob's
+    range, slopes within plus or minus its span on the side its sign allows."""
     names, lo, hi = [], [], []
-    for k, ((alo, ahi), (slo, shi)) in RANGES.items():
+    for k, (_, klo, khi, sign) in (F.KNOBS if space is None else space).items():
+        span = float(khi) - float(klo)
+        slo, shi = (0.0, span) if sign > 0 else (-span, 0.0) if sign < 0 else (-span, span)
         names += [f"{k}.a", f"{k}.s"]
-        lo += [alo, slo]
-        hi += [ahi, shi]
+        lo += [float(klo), slo]
+        hi += [float(khi), shi]
     return names, np.asarray(lo, float), np.asarray(hi, float)
 
 
-def _to_unit(genome: Mapping[str, Any], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    x = np.asarray([float(v) for k in F.KNOBS for v in genome[k]], float)
-    return (x - lo) / (hi - lo)
+def space_of_knobs(knobs: Mapping[str, Any]) -> tuple[dict[str, tuple], dict[str, list[float]]]:
+    """A module's ``KNOBS`` (:class:`~autotts_jax.engine.knobs.Knob`) as a tuning space and
+    its declared schedules as the start genome."""
+    space = {k: (v.kind, float(v.low), float(v.high), int(v.direction)) for k, v in knobs.items()}
+    start = {k: [float(v.intercept), float(v.slope)] for k, v in knobs.items()}
+    return space, start
 
 
-def _from_unit(u: np.ndarray, structure: Mapping[str, Any], lo: np.ndarray, hi: np.ndarray
-               ) -> dict[str, Any]:
-    from autotts_jax.explorer.evolve import _round4
+def _to_unit(genome: Mapping[str, Any], lo: np.ndarray, hi: np.ndarray,
+             space: Space | None = None) -> np.ndarray:
+    x = np.asarray([float(v) for k in (F.KNOBS if space is None else space) for v in genome[k]],
+                   float)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
+
+def _from_unit(u: np.ndarray, fixed: Mapping[str, Any], lo: np.ndarray, hi: np.ndarray,
+               space: Space | None = None) -> dict[str, Any]:
     x = lo + np.clip(u, 0.0, 1.0) * (hi - lo)
-    g: dict[str, Any] = {k: [float(x[2 * i]), float(x[2 * i + 1])]
-                         for i, k in enumerate(F.KNOBS)}
-    g.update({k: int(structure[k]) for k in F.SWITCHES})
-    return _round4(g)
+    g: dict[str, Any] = {k: [round(float(x[2 * i]), 4), round(float(x[2 * i + 1]), 4)]
+                         for i, k in enumerate(F.KNOBS if space is None else space)}
+    g.update({k: int(v) for k, v in fixed.items()})
+    return g
 
 
 def score_population(results: Sequence[Mapping[str, np.ndarray]], models: Sequence[str],
@@ -131,10 +143,11 @@ class Tuner:
     """
 
     def __init__(self, genome: Mapping[str, Any], rng: np.random.Generator,
-                 settings: TuneSettings) -> None:
-        _, self._lo, self._hi = gene_ranges()
-        self._structure = {k: genome[k] for k in F.SWITCHES}
-        self._start = _to_unit(genome, self._lo, self._hi)
+                 settings: TuneSettings, space: Space | None = None) -> None:
+        self._space = F.KNOBS if space is None else space
+        self._names, self._lo, self._hi = gene_ranges(self._space)
+        self._structure = {k: genome[k] for k in genome if k not in self._space}
+        self._start = _to_unit(genome, self._lo, self._hi, self._space)
         self._mean = self._start.copy()
         self._sigma = np.full_like(self._start, settings.sigma)
         self._rng = rng
@@ -161,7 +174,7 @@ class Tuner:
         elif st.strategy == "cem":
             units[0] = self._seen[0][2]
         self._units = units
-        return [_from_unit(u, self._structure, self._lo, self._hi) for u in units]
+        return [_from_unit(u, self._structure, self._lo, self._hi, self._space) for u in units]
 
     def tell(self, genomes: Sequence[Mapping[str, Any]],
              scores: Sequence[Mapping[str, Any]]) -> None:
@@ -179,12 +192,28 @@ class Tuner:
             self._sigma = np.maximum(elite.std(axis=0), self.settings.min_sigma)
         self.generation += 1
 
+    def sensitivity(self) -> dict[str, float]:
+        """Which knobs mattered: per knob, the least-squares effect on the score (points) of
+        moving its intercept and slope across their whole ranges, summed in absolute value,
+        fitted over every schedule the tuner replayed (non-monotone ones left out)."""
+        rows = [(x[2], x[0]) for x in self._seen if np.isfinite(x[0])]
+        if len(rows) < 3:
+            return {}
+        u = np.stack([r[0] for r in rows])
+        y = np.asarray([r[1] for r in rows])
+        design = np.column_stack([u - u.mean(axis=0), np.ones(len(rows))])
+        coef = np.linalg.lstsq(design, y - y.mean(), rcond=None)[0][:-1]
+        out = {k: round(float(abs(coef[2 * i]) + abs(coef[2 * i + 1])), 3)
+               for i, k in enumerate(self._space)}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def result(self) -> dict[str, Any]:
         """The best genome (the untuned one when nothing monotone beat it) and the record."""
         value, _, _, best = self._seen[0]
         if not np.isfinite(value):
             best = self.untuned["genome"]
         return {"genome": best, "score_low": round(value, 4) if np.isfinite(value) else None,
+                "sensitivity": self.sensitivity(),
                 "untuned_score_low": self.untuned["score"] if self.untuned["monotone"] else None,
                 "per_generation": self.per_generation,
                 "evaluations": self.settings.evaluations, "strategy": self.settings.strategy,
@@ -192,13 +221,14 @@ class Tuner:
 
 
 def tune_all(genomes: Sequence[Mapping[str, Any]], evaluate, score,
-             rngs: Sequence[np.random.Generator], settings: TuneSettings) -> list[dict[str, Any]]:
+             rngs: Sequence[np.random.Generator], settings: TuneSettings,
+             space: Space | None = None) -> list[dict[str, Any]]:
     """Tune every genome; each generation of all of them is one ``evaluate`` call.
 
     ``evaluate(genomes)`` replays genomes at low fidelity (arrays per genome); ``score``
     turns those into ``{"score", "mean_tokens", "monotone"}`` per genome.
     """
-    tuners = [Tuner(g, rng, settings) for g, rng in zip(genomes, rngs, strict=True)]
+    tuners = [Tuner(g, rng, settings, space) for g, rng in zip(genomes, rngs, strict=True)]
     for _ in range(settings.generations):
         asks = [t.ask() for t in tuners]
         flat = [g for a in asks for g in a]

@@ -247,6 +247,49 @@ def _check_configs(controller, configs, max_branch: int):
     return full, needs
 
 
+def _tunable(controller, namespace: dict, schedules, betas, max_branch: int):
+    """``mode=tune``: the controller with its ``KNOBS`` table swapped for each schedule.
+
+    A config is ``{"beta", "variant"}``; ``make_params`` and ``max_slots`` run with the
+    variant's knobs in the module's ``KNOBS`` table (restored afterwards), so every schedule x
+    beta is one config of one controller: one ``simulate`` call per store.
+    """
+    from dataclasses import replace
+
+    from autotts_jax.engine.knobs import check_knobs
+
+    _check_interface(controller, betas, max_branch)
+    knobs = namespace.get("KNOBS")
+    check_knobs(knobs)
+    if not isinstance(knobs, dict):
+        raise TypeError("KNOBS must be a dict")
+    declared = dict(knobs)
+    variants = []
+    for sched in schedules:
+        unknown = sorted(set(sched) - set(declared))
+        if unknown:
+            raise ValueError(f"tuned schedule names unknown knobs {unknown}")
+        variants.append({k: declared[k]._replace(intercept=float(a), slope=float(b))
+                         for k, (a, b) in sched.items()})
+
+    def swapped(fn):
+        def call(config):
+            knobs.update(variants[int(config["variant"])])
+            try:
+                return fn({"beta": config["beta"]})
+            finally:
+                knobs.clear()
+                knobs.update(declared)
+        return call
+
+    tuned = replace(controller, defaults={"beta": 0.5, "variant": 0},
+                    make_params=swapped(controller.make_params),
+                    max_slots=swapped(controller.max_slots))
+    configs = [{"beta": float(b), "variant": i} for i in range(len(variants)) for b in betas]
+    full, needs = _check_configs(tuned, configs, max_branch)
+    return tuned, full, needs
+
+
 def _save_episodes(path: Path, per_store) -> None:
     """Episode arrays ``[stores, configs, seeds, questions(, slots)]``, written atomically.
     No ``correct``: the stores here hold no answer key; the parent scores the answers."""
@@ -275,7 +318,9 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
     * ``replay``: load, interface check, one ``simulate`` per store (configs or betas given),
       with the ledger when asked; writes ``episodes.npz`` (the non-interference replay on
       counterfactual stores, held-out evaluation, ``evaluate controller=module``);
-    * ``trace``: execution traces of the picked episodes (``result.json``'s ``traces``).
+    * ``trace``: execution traces of the picked episodes (``result.json``'s ``traces``);
+    * ``tune``: every schedule of ``schedules`` x every beta of the module's ``KNOBS``
+      (:func:`_tunable`), one ``simulate`` per store; writes ``episodes.npz``.
     """
     req = json.loads((home / "request.json").read_text())
     _limits(int(req.get("memory_mb", 0)), int(req.get("cpu_s", 0)),
@@ -322,7 +367,11 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
         if "CONTROLLER" not in namespace:
             raise NameError("the module does not define CONTROLLER")
         controller = namespace["CONTROLLER"]
-        if req.get("betas") is not None:
+        if mode == "tune":
+            controller, configs, needs = _tunable(
+                controller, namespace, req["schedules"], [float(b) for b in req["betas"]],
+                int(req["max_branch"]))
+        elif req.get("betas") is not None:
             betas = [float(b) for b in req["betas"]]
             configs, needs = _check_interface(controller, betas, int(req["max_branch"]))
         else:
