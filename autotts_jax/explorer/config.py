@@ -22,10 +22,10 @@ class TuneConfig:
     """The engine's tuner (explorer/tune.py): CEM over each candidate's beta schedules (the
     evolve family's genes; an LLM candidate's ``KNOBS`` table)."""
 
-    population: int = 16  # schedules per generation and candidate
+    population: int = 12  # schedules per generation and candidate
     generations: int = 3  # 0: no tuning (each genome scored as proposed)
-    elite: int = 4
-    seeds: int = 6  # low-fidelity seeds for tuning (the full `seeds` score the result)
+    elite: int = 3
+    seeds: int = 4  # low-fidelity seeds for tuning (the full `seeds` score the result)
     beta_stride: int = 2  # tune on every 2nd beta of the grid (and the last)
     sigma: float = 0.15  # first generation's spread, fraction of each gene's range
     min_sigma: float = 0.02

@@ -28,6 +28,8 @@ class SearchContext:
     anchors: dict[str, dict[str, float]] = field(default_factory=dict)
     sc64_correct: np.ndarray | None = None  # [stores, seeds, questions]
     baselines: dict[str, Any] = field(default_factory=dict)
+    # per baseline: "correct" / "tokens" [stores, configs, seeds, questions] (paired stats)
+    baseline_episodes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -82,11 +84,14 @@ def compute_baselines(ctx: SearchContext, controllers: Mapping[str, Mapping[str,
         label = str(ccfg.get("label") or controller.name)
         grid_param = str(ccfg.get("grid_param") or "beta")
         configs = [p.config for p in points]
-        summaries = []
+        summaries, episodes = [], []
         for data in ctx.datas:
             eps = simulate(controller, data, configs, ctx.seeds, **ctx.sim_kw())
             arrays = {f: np.asarray(getattr(eps, f))[None] for f in M.FIELDS}
             summaries.append(M.summarize(arrays, eps.stop_reasons)[0])
+            episodes.append({f: arrays[f][0] for f in ("correct", "tokens")})
+        ctx.baseline_episodes[key] = {f: np.stack([e[f] for e in episodes])
+                                      for f in ("correct", "tokens")}
         curve = {
             m: [{"beta": p.beta, "config": p.config, **row}
                 for p, row in zip(points, summaries[i], strict=True)]
@@ -116,7 +121,59 @@ def compute_baselines(ctx: SearchContext, controllers: Mapping[str, Mapping[str,
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def restore_baselines(ctx: SearchContext, saved: Mapping[str, Any], sc64: np.ndarray) -> None:
+def restore_baselines(ctx: SearchContext, saved: Mapping[str, Any], sc64: np.ndarray,
+                      episodes: Mapping[str, np.ndarray] | None = None) -> None:
     ctx.anchors = dict(saved["anchors"])
     ctx.baselines = dict(saved["baselines"])
     ctx.sc64_correct = np.asarray(sc64)
+    ctx.baseline_episodes = {}
+    for name, arr in (episodes or {}).items():
+        key, f = name.rsplit(".", 1)
+        ctx.baseline_episodes.setdefault(key, {})[f] = np.asarray(arr)
+
+
+def _wrong_agreement(ans: np.ndarray, mask: np.ndarray, correct: np.ndarray) -> float | None:
+    """Of all pairs of branches (of one question) giving the same answer, the share (%) whose
+    shared answer is wrong."""
+    pairs = wrong = 0
+    for q in range(ans.shape[0]):
+        vals, counts = np.unique(ans[q][mask[q]], return_counts=True)
+        p = counts * (counts - 1) // 2
+        pairs += int(p.sum())
+        wrong += int(p[~correct[q, np.clip(vals, 0, correct.shape[1] - 1)]].sum())
+    return round(100.0 * wrong / pairs, 1) if pairs else None
+
+
+def probe_reliability(ctx: SearchContext, intervals: Sequence[int] = (1, 2, 4, 8, 16)
+                      ) -> list[dict[str, Any]]:
+    """How far early probe answers can be trusted, per search backbone and probe interval k:
+    the share of branches still running at k, how often a branch's k-th probe answer is its
+    final answer and is correct, and -- the trap -- when two branches of a question give the
+    same k-th probe answer, how often that shared answer is wrong (next to the same figure for
+    two agreeing final answers).  Aggregates over the search split only."""
+    out = []
+    for m, data in zip(ctx.models, ctx.datas, strict=True):
+        probes = np.asarray(data.probe_answer)
+        finals = np.asarray(data.final_answer)
+        n_probes = np.asarray(data.n_probes)
+        correct = np.asarray(data.is_correct)
+        n_q = probes.shape[0]
+        real = np.arange(probes.shape[1])[None, :] < np.asarray(data.n_branches)[:, None]
+
+        row = {"model": m, "k": [],
+               "final_wrong_when_agree": _wrong_agreement(finals, real, correct)}
+        for k in intervals:
+            running = real & (n_probes >= k)
+            ans = probes[:, :, k - 1] if k - 1 < probes.shape[2] else np.full(finals.shape, -1)
+            has = running & (ans >= 0)
+            n = int(has.sum())
+            q_idx = np.broadcast_to(np.arange(n_q)[:, None], ans.shape)
+            ok = correct[q_idx, np.clip(ans, 0, correct.shape[1] - 1)] & has
+            row["k"].append({
+                "k": k, "running": round(100.0 * running.sum() / max(1, real.sum()), 1),
+                "is_final": round(100.0 * ((ans == finals) & has).sum() / max(1, n), 1),
+                "correct": round(100.0 * ok.sum() / max(1, n), 1),
+                "wrong_when_agree": _wrong_agreement(ans, has, correct),
+            })
+        out.append(row)
+    return out

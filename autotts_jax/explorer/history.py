@@ -104,6 +104,13 @@ class History:
         np.savez_compressed(buf, **arrays)
         return atomic_write_bytes(self.cand_dir(r, c) / name, buf.getvalue())
 
+    def read_arrays(self, r: int, c: int, name: str) -> dict[str, np.ndarray] | None:
+        path = self.cand_dir(r, c) / name
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+
     def read(self, r: int, c: int, name: str) -> str | None:
         path = self.cand_dir(r, c) / name
         return path.read_text(encoding="utf-8") if path.is_file() else None

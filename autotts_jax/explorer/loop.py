@@ -276,13 +276,20 @@ def _llm_round(ctx: SearchContext, conf: Mapping[str, Any], history: History, pr
     pending = [c for c in range(k) if history.record(r, c) is None]
     if not pending:
         return
-    previous = [x for x in history.records() if int(x["round"]) < r]
     p = conf["prompt"]
-    prompt = render(ctx=ctx, records=previous, history=history, round_index=r,
-                    limits=limits_of(conf), n_best=int(p["history"]), n_errors=int(p["errors"]),
-                    examples=bool(p["examples"]))
     backend = str(conf["explorer"]["name"])
     for c in pending:
+        # Candidates of a round are proposed one after another: each prompt also shows the
+        # results of the round's earlier candidates.
+        records = history.records()
+        prompt = render(ctx=ctx, records=[x for x in records if int(x["round"]) < r],
+                        this_round=[x for x in records if int(x["round"]) == r
+                                    and int(x["candidate"]) < c],
+                        history=history, round_index=r, limits=limits_of(conf),
+                        n_best=int(p["history"]), n_errors=int(p["errors"]),
+                        examples=bool(p["examples"]), max_rounds=int(conf["max_rounds"]),
+                        tolerance=float(conf["score"]["monotone_tolerance"]),
+                        tuning=tune_settings(conf))
         seconds: dict[str, float] = {}
         t_all = time.perf_counter()
         history.write(r, c, "prompt.md", prompt)
@@ -577,8 +584,13 @@ def run_loop(conf: Mapping[str, Any], log: Log = _log) -> dict[str, Any]:
                            max_branch=int(conf["max_branch"]))
         saved = history.read_json("baselines.json")
         sc64_path = history.root / "baselines_sc64.npy"
+        episodes_path = history.root / "baselines_episodes.npz"
         if saved is not None and sc64_path.is_file():
-            restore_baselines(ctx, saved, np.load(sc64_path))
+            episodes = None
+            if episodes_path.is_file():
+                with np.load(episodes_path, allow_pickle=False) as z:
+                    episodes = {k: np.asarray(z[k]) for k in z.files}
+            restore_baselines(ctx, saved, np.load(sc64_path), episodes)
         else:
             log(f"discover: evaluating the baselines on the search split "
                 f"({', '.join(ctx.models)}; {len(ctx.seeds)} seeds)")
@@ -591,6 +603,10 @@ def run_loop(conf: Mapping[str, Any], log: Log = _log) -> dict[str, Any]:
             buf = io.BytesIO()
             np.save(buf, ctx.sc64_correct)
             atomic_write_bytes(sc64_path, buf.getvalue())
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{f"{k}.{f}": v for k, e in ctx.baseline_episodes.items()
+                                        for f, v in e.items()})
+            atomic_write_bytes(episodes_path, buf.getvalue())
             history.write_file("baselines.json", base)
         for r in range(int(conf["rounds"])):
             t0 = time.perf_counter()

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autotts_jax.explorer import static
 from autotts_jax.explorer.metrics import N_BUDGETS
 
@@ -40,6 +42,19 @@ branches beyond that are not there.  Every effect returns the next ``obs``: alwa
 newest one on; an effect is applied whenever it is called (make it conditional with n=0, an
 all-false mask or ``when``), and a round returns the ``obs`` of its last effect.
 
+Details that cost earlier explorers a candidate each:
+* Effects called after ``fx.stop`` in the same round are still applied and still charged:
+  guard them, e.g. ``n_new = jnp.where(obs.done, 0, n)`` as CMC does.
+* ``fx.advance(obs, calls, order)`` returns ``(obs, made)``: ``made`` is ``(S,) int32``, the
+  explore calls actually made per slot (fewer than asked where a branch finished).
+* Any answer a branch you opened has shown you is a valid answer to stop with: a probe
+  answer (``obs.latest``) as well as a final one; ``-1`` means no answer.
+* Inside init/step/finish, ``params`` is a dict of traced scalars: Python ints become int32,
+  floats float64, bools bool (a key that is an int at some betas and a float at others
+  becomes float64).  Do Python arithmetic on them only in make_params.
+* An episode that has not called ``fx.stop`` after {max_rounds} rounds is cut off (stop
+  reason ``round_cap``, no answer), and the candidate is rejected.
+
 What a controller may use: only ``obs`` -- what a live controller could have paid for.  Every
 candidate is replayed a second time, in a separate process, on a counterfactual store that
 differs only in what none of its episodes observed (probe answers beyond the depth reached,
@@ -61,6 +76,15 @@ token budget, averaged over {n_budgets} budgets spaced evenly in log tokens from
 for spending beyond SC@64); then averaged over backbones (in accuracy points).  Higher is
 better; ties go to fewer tokens.  Beat the baselines' scores below, and in particular reach
 SC@64's accuracy with far fewer tokens.
+
+The score gives no credit below your cheapest beta, so beta 0 should cost no more than
+SC@{floor} on every backbone; SC@64's cost is where the window ends:
+
+{anchors}
+
+"Spending rises with beta" is checked on the mean over backbones (the mean curve), not per
+backbone: the mean tokens at beta 1 must exceed those at beta 0, and may never drop by more
+than {tolerance:g}% from one beta to the next.
 
 Rejected (with the reason fed back to you): code that fails the static checks; a module that
 does not define CONTROLLER or has knobs other than beta; max_slots above {max_branch}; a Python
@@ -93,6 +117,32 @@ Answer with the complete module in ONE ```python code block.  It must define
     )
 
 (trace_fields and finish are optional).  Briefly state your idea in the module docstring.
+"""
+
+
+_KNOBS = """\
+The engine can set your numbers for you.  Declare them as a literal ``KNOBS`` table and read
+them in make_params through ``knob_values`` (``from autotts_jax.engine.knobs import Knob,
+knob_values``):
+
+    KNOBS = {{
+        # kind, low, high, direction in beta (+1 rises, -1 falls, 0 free), intercept, slope
+        "conf_thr": Knob("float", 0.5, 0.999, +1, 0.85, 0.12),
+        "max_branches": Knob("int", 2, 64, +1, 4, 60),
+    }}
+
+    def make_params(config):
+        p = knob_values(KNOBS, config["beta"])  # value = intercept + slope * beta, rounded,
+        return {{**p, "other": 3}}               # clipped to [low, high]
+
+Before your candidate is scored, the engine searches its schedules ({strategy}:
+{evaluations} schedules, {population} per generation x {generations}, every beta of
+{tune_betas}, on {tune_seeds} seeds of the search split), keeping the directions and bounds
+you declare, and writes the best table back into your module; then the module is validated
+and scored as usual.  So propose the *structure* (what to observe, when to widen, deepen,
+prune, stop, how to vote) and honest bounds; the engine finds the numbers.  The history shows
+the tuned values and which knobs mattered.  Keep ``max_slots`` consistent with the knobs
+(e.g. ``max_slots=lambda c: make_params(c)["max_branches"]``).
 """
 
 
@@ -158,9 +208,107 @@ def position_text(position: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def anchors_table(ctx) -> str:
+    floor = next(iter(ctx.anchors.values()))["floor_reads"]
+    lines = [f"| backbone | SC@{floor} tokens (the budget window's floor) | SC@64 tokens | "
+             "SC@64 accuracy |",
+             "|---|---|---|---|"]
+    for m in ctx.models:
+        a = ctx.anchors[m]
+        lines.append(f"| {m} | {_fmt_tok(a['low'])} | {_fmt_tok(a['high'])} | "
+                     f"{a['sc64_accuracy']:.1f}% |")
+    return "\n".join(lines)
+
+
+def probe_table(ctx) -> str:
+    """The early-probe reliability statistic of :func:`~autotts_jax.explorer.context.
+    probe_reliability` as a table."""
+    from autotts_jax.explorer.context import probe_reliability
+
+    rows = probe_reliability(ctx)
+    ks = [x["k"] for x in rows[0]["k"]]
+    cols = [f"k={k}: running / = final / correct / wrong when 2 agree" for k in ks]
+    head = "| backbone | " + " | ".join(cols) + " | finals: wrong when 2 agree |"
+    lines = [head, "|---|" + "---|" * (len(ks) + 1)]
+    for row in rows:
+        cells = [f"{x['running']:.0f}% / {x['is_final']:.0f}% / {x['correct']:.0f}% / "
+                 + ("-" if x["wrong_when_agree"] is None else f"{x['wrong_when_agree']:.0f}%")
+                 for x in row["k"]]
+        fin = row["final_wrong_when_agree"]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " | "
+                     + ("-" if fin is None else f"{fin:.0f}%") + " |")
+    return "\n".join(lines)
+
+
+def paired_text(ctx, arrays: Mapping[str, Any] | None, baseline: str = "cmc") -> str | None:
+    """Paired bootstrap of a candidate against a baseline (same seeds and questions) per
+    backbone and pooled: accuracy at beta 0.5 and the search score (matched budget)."""
+    from autotts_jax.experiments.paired import Curve, compare_pairs
+
+    base = ctx.baseline_episodes.get(baseline)
+    if arrays is None or base is None or "correct" not in arrays:
+        return None
+    b_betas = [p.get("beta") for p in ctx.baselines[baseline]["curve"][ctx.models[0]]]
+    if None in b_betas:
+        return None
+
+    def mid(betas):
+        return int(min(range(len(betas)), key=lambda i: abs(float(betas[i]) - 0.5)))
+
+    curves = {"cand": {}, "base": {}}
+    for s, m in enumerate(ctx.models):
+        curves["cand"][m] = Curve(np.asarray(arrays["correct"][s]),
+                                  np.asarray(arrays["tokens"][s]), mid(ctx.betas))
+        curves["base"][m] = Curve(base["correct"][s], base["tokens"][s], mid(b_betas))
+    rows = compare_pairs(curves, [("cand", "base")], metrics=("accuracy", "matched_budget"),
+                         anchors=ctx.anchors, pools={"mean over backbones": list(ctx.models)},
+                         samples=1000, seed=0)
+    label = ctx.baselines[baseline]["label"]
+    out = [f"Paired against {label} (same seeds and questions; 95% bootstrap intervals over "
+           "questions, seeds nested; share of resamples above zero):", "",
+           "| backbone | accuracy at beta 0.5 | score (accuracy at matched budget) |",
+           "|---|---|---|"]
+    by = {}
+    for r in rows:
+        by.setdefault(r["store"], {})[r["metric"]] = r
+    for store, per in by.items():
+        cells = [f"{x['difference']:+.2f} [{x['ci_low']:+.2f}, {x['ci_high']:+.2f}], "
+                 f"{100 * x['p_above_zero']:.0f}% > 0"
+                 for x in (per["accuracy"], per["matched_budget"])]
+        out.append(f"| {store} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def tuning_text(rec: Mapping[str, Any]) -> str | None:
+    """What the engine's tuner did for a candidate: scores before and after, which knobs
+    mattered, the values it found."""
+    t = rec.get("tuning")
+    if not t or t.get("status", "tuned") != "tuned":
+        return f"Tuning: {t['status']}." if t and t.get("status") else None
+    out = [f"Tuning ({t.get('strategy', 'cem')}, {t.get('evaluations')} schedules on "
+           f"{t.get('seeds')} seeds): low-fidelity score {t.get('untuned_score_low')} as "
+           f"proposed -> {t.get('score_low')} tuned"
+           + (f"; untuned full score {rec['untuned_score']:.2f}"
+              if rec.get("untuned_score") is not None else "") + "."]
+    sens = t.get("sensitivity") or {}
+    if sens:
+        top = list(sens.items())[:4]
+        out.append("Knobs that mattered (score points across each knob's range, least squares "
+                   "over the tuner's schedules): " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+                   + ".")
+    declared, tuned = t.get("declared"), t.get("tuned")
+    if declared and tuned:
+        out.append("Schedules [intercept, slope], declared -> tuned: " + "; ".join(
+            f"{k} {declared[k]} -> {tuned[k]}" for k in tuned))
+    return " ".join(out)
+
+
 def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: int,
-           limits, n_best: int = 3, n_errors: int = 5, examples: bool = True) -> str:
-    """The prompt of round ``round_index`` (identical for every candidate of the round)."""
+           limits, n_best: int = 3, n_errors: int = 5, examples: bool = True,
+           this_round: Sequence[Mapping[str, Any]] = (), max_rounds: int = 1024,
+           tolerance: float = 0.05, tuning=None) -> str:
+    """The prompt of one candidate of round ``round_index``: the history of the earlier
+    rounds, and the results of this round's earlier candidates (``this_round``)."""
     freq = int(ctx.datas[0].probe_freq)
     models = ", ".join(ctx.models)
     out = [
@@ -173,7 +321,8 @@ def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: i
         "",
         "## The environment",
         "",
-        _ENVIRONMENT.format(models=models, freq=freq, max_branch=ctx.max_branch),
+        _ENVIRONMENT.format(models=models, freq=freq, max_branch=ctx.max_branch,
+                            max_rounds=max_rounds),
         protocol_text(),
         "",
         "## Objective and validation",
@@ -181,9 +330,28 @@ def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: i
         _OBJECTIVE.format(betas=[f"{b:g}" for b in ctx.betas], seeds=len(ctx.seeds),
                           n_budgets=N_BUDGETS, max_branch=ctx.max_branch,
                           floor=next(iter(ctx.anchors.values()))["floor_reads"],
-                          wall_s=limits.wall_s, memory_mb=limits.memory_mb),
+                          wall_s=limits.wall_s, memory_mb=limits.memory_mb,
+                          anchors=anchors_table(ctx), tolerance=100 * tolerance),
         _RULES.format(imports=", ".join(sorted(static.ALLOWED_IMPORTS - {"__future__"}))),
     ]
+    if tuning is not None and tuning.generations:
+        from autotts_jax.explorer.tune import tuning_betas
+
+        out += ["## Tunable knobs", "",
+                _KNOBS.format(strategy="cross-entropy search" if tuning.strategy == "cem"
+                              else "random search", evaluations=tuning.evaluations,
+                              population=tuning.population, generations=tuning.generations,
+                              tune_betas=[f"{b:g}" for b in tuning_betas(
+                                  ctx.betas, tuning.beta_stride)],
+                              tune_seeds=tuning.seeds)]
+    out += ["## How far early probe answers can be trusted", "",
+            "Per backbone and probe interval k (search split, all 128 branches): the share of "
+            "branches still running at k; of their k-th probe answers, the share equal to the "
+            "branch's own final answer and the share correct; and when two branches of a "
+            "question give the same k-th probe answer, how often that shared answer is wrong "
+            "(last column: the same for two agreeing *final* answers).  Early agreement is "
+            "weak evidence: branches often share one wrong early guess.", "",
+            probe_table(ctx), ""]
     if examples:
         out += ["## Worked examples: the baselines", "",
                 "Every baseline below is an ordinary controller module like the one you write "
@@ -221,6 +389,14 @@ def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: i
                 curve_table(rec["search"]), ""]
         if rec.get("position"):
             out += ["Against the references:", "", position_text(rec["position"]), ""]
+        tuned = tuning_text(rec)
+        if tuned:
+            out += [tuned, ""]
+        r_, c_ = int(rec["round"]), int(rec["candidate"])
+        if rank == 0:
+            paired = paired_text(ctx, history.read_arrays(r_, c_, "episodes.npz"))
+            if paired:
+                out += [paired, ""]
         r, c = int(rec["round"]), int(rec["candidate"])
         digest = history.read(r, c, "digest.md")
         if digest and rank < 2:
@@ -236,5 +412,22 @@ def render(*, ctx, records: Sequence[Mapping[str, Any]], history, round_index: i
             if len(lines) > 25:
                 reason = "\n".join(lines[:25] + ["..."])
             out += [f"* {rec['id']} ({rec.get('stage', '')}):", "", "```", reason, "```", ""]
+    if this_round:
+        out += [f"## This round so far (round {round_index})", "",
+                "Proposed before you in this round (not yet in the history above):", ""]
+        for rec in this_round:
+            if rec.get("status") == "accepted":
+                line = (f"* {rec['id']} ({rec.get('name', '')}): accepted, score "
+                        f"{rec['score']:.2f}, peak accuracy {rec['peak_accuracy']:.1f}% at beta "
+                        f"{rec['peak_beta']:g}, mean tokens {_fmt_tok(rec['mean_tokens'])}")
+            else:
+                first = str(rec.get("reason") or "").strip().splitlines()
+                line = (f"* {rec['id']}: rejected ({rec.get('stage', '')}): "
+                        f"{first[0][:300] if first else ''}")
+            out.append(line)
+            tuned = tuning_text(rec)
+            if tuned:
+                out.append(f"  {tuned}")
+        out.append("")
     out += ["## Your answer", "", _FORMAT]
     return "\n".join(out)

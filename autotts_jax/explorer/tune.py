@@ -41,10 +41,10 @@ from autotts_jax.explorer import metrics as M
 class TuneSettings:
     """How hard the engine tunes each candidate (``tune`` in the discover config)."""
 
-    population: int = 16  # schedules per generation (one simulate call per backbone)
+    population: int = 12  # schedules per generation (one simulate call per backbone)
     generations: int = 3  # 0: no tuning
-    elite: int = 4  # best schedules the next generation is sampled around
-    seeds: int = 6  # low-fidelity shuffle seeds (the first ones of the run's seeds)
+    elite: int = 3  # best schedules the next generation is sampled around
+    seeds: int = 4  # low-fidelity shuffle seeds (the first ones of the run's seeds)
     beta_stride: int = 2  # tune on every beta_stride-th beta of the grid (and the last)
     sigma: float = 0.15  # first generation's spread, as a fraction of each gene's range
     min_sigma: float = 0.02
