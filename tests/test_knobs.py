@@ -76,7 +76,9 @@ def ctx():
         use_jax_cache(mp)
         c = load_context(SearchSplit(TRAJECTORIES_DIR), seeds=range(1), betas=[0.0, 0.5, 1.0],
                          cost_model="reference", max_rounds=1024, max_branch=64)
-        compute_baselines(c, {}, log=lambda *_: None)
+        cmc = {"name": "cmc", "label": "AutoTTS (CMC)", "grid_param": "beta",
+               "grid": [0.0, 0.5, 1.0]}
+        compute_baselines(c, {"cmc": cmc}, log=lambda *_: None)
         yield c
 
 
@@ -111,6 +113,23 @@ def test_an_llm_candidates_knobs_are_tuned_in_the_sandbox_and_written_back(ctx, 
     # The untuned module declares nothing: no tuning, nothing rewritten.
     rec2 = L._evaluate_source(ctx, conf, history, 0, 1, VALID, "command", {}, lambda _: None)
     assert rec2["status"] == "accepted" and "tuning" not in rec2
+    # The next prompt: the tuning, which knobs mattered, the paired comparison with CMC, and
+    # (for a later candidate of the same round) the round's earlier results.
+    from autotts_jax.explorer.prompt import render
+
+    text = render(ctx=ctx, records=[rec], this_round=[rec2], history=history, round_index=1,
+                  limits=L.limits_of(conf), max_rounds=77, tuning=L.tune_settings(conf))
+    assert f"Tuning (cem, 6 schedules on 1 seeds): low-fidelity score {t['untuned_score_low']}" \
+        in text
+    assert "Knobs that mattered" in text and "declared -> tuned: max_reads [2.0, 62.0] ->" in text
+    assert "Paired against AutoTTS (CMC)" in text and "| mean over backbones |" in text
+    assert "## This round so far (round 1)" in text and "* r0000c01 (adaptive_reads): " \
+        "accepted" in text
+    assert "after 77 rounds is cut off" in text and "KNOBS = {" in text
+    for m in ctx.models:
+        a = ctx.anchors[m]
+        assert f"| {m} | {a['low'] / 1000:.1f}k | {a['high'] / 1000:.1f}k |" in text
+    assert "k=1: running / = final / correct / wrong when 2 agree" in text
 
 
 def test_tuning_a_module_whose_knobs_do_not_run_fails_softly(ctx, tmp_path, monkeypatch):
