@@ -189,6 +189,12 @@ def test_discover_tunes_every_genome_and_confirms_the_best(tmp_path):
         assert len(t["per_generation"]) == 2 and t["score_low"] >= t["untuned_score_low"]
         assert isinstance(r["untuned_score"], float) and r["structure"].startswith("abandon=")
         F.check_genome(r["genome"])
+        # The tuned schedule is kept only when it also wins on every seed and beta.
+        if t["kept"] == "tuned":
+            assert r["score"] == t["tuned_score"] >= r["untuned_score"]
+        else:
+            assert r["genome"] == r["untuned_genome"] and r["score"] == r["untuned_score"]
+            assert t["tuned_score"] is None or t["tuned_score"] < r["untuned_score"]
     confirmed = json.loads((out / "confirm.json").read_text())
     assert confirmed["seeds"] == 2 and len(confirmed["candidates"]) == 2
     assert summary["best"]["id"] == confirmed["best"]

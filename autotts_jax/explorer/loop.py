@@ -436,9 +436,27 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
             recs[c] = _record(r, c, "evolve", "eval", error, {}, sources[c], seconds,
                               genome=genomes[c])
         else:
-            stage, reason, metrics = assess(ctx, results[i], needs[i * nb:(i + 1) * nb],
-                                            F.FAMILY.all_stop_reasons,
-                                            float(conf["score"]["monotone_tolerance"]))
+            tol = float(conf["score"]["monotone_tolerance"])
+            arrays = results[i]
+            stage, reason, metrics = assess(ctx, arrays, needs[i * nb:(i + 1) * nb],
+                                            F.FAMILY.all_stop_reasons, tol)
+            if c in tuning:
+                # Multi-fidelity guard: the tuner saw a few seeds and every other beta; the
+                # tuned schedule is kept only if it also passes and wins on the full grid.
+                j = len(pending) + [x for x in pending if x in tuning].index(c)
+                u_stage, u_reason, u_metrics = assess(
+                    ctx, results[j], needs[j * nb:(j + 1) * nb], F.FAMILY.all_stop_reasons, tol)
+                tuning[c]["tuned_score"] = metrics.get("score") if stage == "ok" else None
+                tuning[c]["tuned_stage"] = stage if stage == "ok" else reason[:300]
+                if u_stage == "ok" and (stage != "ok" or u_metrics["score"] > metrics["score"]):
+                    tuning[c]["kept"] = "untuned"
+                    genomes[c], arrays = untuned[c], results[j]
+                    stage, reason, metrics = u_stage, u_reason, u_metrics
+                    sources[c] = EV.genome_source(genomes[c], cid(r, c), note["origin"][c],
+                                                  ctx.betas)
+                    history.write(r, c, "candidate.py", sources[c])
+                else:
+                    tuning[c]["kept"] = "tuned"
             validation["invariants"] = {"ok": stage != "invariant",
                                         "problems": reason if stage == "invariant" else ""}
             validation["monotone"] = {"ok": stage != "monotone",
@@ -454,7 +472,7 @@ def _evolve_round(ctx: SearchContext, conf: Mapping[str, Any], history: History,
                               origin=note["origin"][c], structure=EV.structure_of(genomes[c]),
                               **extra_fields)
             if stage == "ok":
-                assessed[c] = (results[i], metrics)
+                assessed[c] = (arrays, metrics)
         history.write(r, c, "validation.json", validation)
     # Diagnostics for every accepted genome; execution traces for the round's best.
     best = min(assessed, key=lambda c: M.rank_key(recs[c]), default=None)
