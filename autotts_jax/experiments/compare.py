@@ -31,8 +31,8 @@ import numpy as np
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments import evaluate as ev
 from autotts_jax.experiments import paired
+from autotts_jax.experiments.metrics import FLOOR_READS
 from autotts_jax.experiments.results import config_key
-from autotts_jax.explorer.metrics import FLOOR_READS
 
 SEARCH = ("aime24",)
 CAVEAT = ("A controller picked as the best of many candidates on the search split (aime24) "

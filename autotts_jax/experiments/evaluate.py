@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from autotts_jax.engine.loader import UntrustedModule
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments.results import config_key
-from autotts_jax.explorer.loader import UntrustedModule
 
 ExtraConfigs = Callable[[str, str, str], list[dict[str, Any]]]
 
@@ -275,8 +275,8 @@ def evaluate_job(job: Job, store, seeds: list[int], boot: Mapping[str, Any],
 def _evaluate_untrusted(job: Job, store, configs, seeds, boot, cost_model, keep_episodes):
     """An untrusted module file: replayed in the sandbox, scored here."""
     from autotts_jax.engine.simulate import Episodes
-    from autotts_jax.explorer.sandbox import replay_untrusted
     from autotts_jax.store import bucket
+    from autotts_jax.untrusted.sandbox import replay_untrusted
 
     t0 = time.perf_counter()
     out = replay_untrusted(job.controller.source, [store.data], configs, seeds=seeds,

@@ -5,6 +5,6 @@ Entry points: ``autotts-jax discover`` (:func:`autotts_jax.explorer.loop.discove
 :func:`load_controller_module` to use an exported controller like a built-in one.
 """
 
-from autotts_jax.explorer.loader import load_controller_module
+from autotts_jax.engine.loader import load_controller_module
 
 __all__ = ["load_controller_module"]

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from autotts_jax.explorer import static
-from autotts_jax.explorer.metrics import N_BUDGETS
+from autotts_jax.engine import static
+from autotts_jax.experiments.metrics import N_BUDGETS
 
 EXAMPLES = ("sc", "asc", "esc", "parallel_probe", "cmc")
 

@@ -1,4 +1,4 @@
-"""Hydra entry points of the experiment commands.
+"""Hydra entry points of the Hydra commands (the experiments and ``discover``).
 
 Each command is a ``hydra.main`` application over the shipped ``conf/``; the CLI passes the
 user's overrides through ``sys.argv``.  Before a command simulates anything it turns on JAX's
@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.experiments import config as _config
+from autotts_jax.experiments import config as experiments_config
 from autotts_jax.experiments.paths import check_conf_dir, default_trajectories
+from autotts_jax.explorer import config as explorer_config
 
-_config.register()
+experiments_config.register(ConfigStore.instance())
+explorer_config.register(ConfigStore.instance())  # discover_schema and the explorer group
 if not OmegaConf.has_resolver("autotts.trajectories"):
     OmegaConf.register_new_resolver("autotts.trajectories", lambda: str(default_trajectories()))
 

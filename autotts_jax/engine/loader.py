@@ -14,7 +14,7 @@ def load_controller_module(path: str | Path, *, check: bool = True):
     """The ``CONTROLLER`` defined by the module at ``path``.
 
     With ``check`` (the default) the source must first pass the explorer's static checks
-    (:func:`autotts_jax.explorer.static.check_source`): the module runs in this process.
+    (:func:`autotts_jax.engine.static.check_source`): the module runs in this process.
     Raises :class:`AutoTTSError` naming the file and the problem.
     """
     from autotts_jax.engine.protocol import Controller
@@ -24,7 +24,7 @@ def load_controller_module(path: str | Path, *, check: bool = True):
         raise AutoTTSError(f"{path}: no such controller module")
     source = path.read_text(encoding="utf-8")
     if check:
-        from autotts_jax.explorer.static import check_source
+        from autotts_jax.engine.static import check_source
 
         report = check_source(source)
         if not report.ok:
@@ -53,7 +53,7 @@ class UntrustedModule:
 
     Module files are untrusted by default (``controller.module.trusted=false``): code an LLM
     wrote, or a file from elsewhere.  Such a module runs only in the sandbox
-    (:func:`autotts_jax.explorer.sandbox.replay_untrusted`), on stores without the answer
+    (:func:`autotts_jax.untrusted.sandbox.replay_untrusted`), on stores without the answer
     key, and its answers are scored here.  Without running its code nothing is known about
     its knobs, so an untrusted module takes ``beta`` only (what ``discover`` exports); the
     sandbox validates the configs.  ``name`` is the file's stem until the sandbox reports the

@@ -21,6 +21,9 @@ import numpy as np
 
 from autotts_jax.engine.simulate import permutation_table
 
+# The per-episode result arrays of :class:`~autotts_jax.engine.simulate.Episodes` that the
+# invariants read, that the sandbox ships back and that scoring summarises.
+FIELDS = ("answer", "correct", "tokens", "seq_tokens", "branches", "rounds", "stop_reason")
 _MAX_EXAMPLES = 3
 
 
