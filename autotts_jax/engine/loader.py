@@ -1,4 +1,10 @@
-"""Loading a controller module from a file (an exported discovery, or any hand-written one)."""
+"""Loading a controller module from a file (an exported discovery, or any hand-written one).
+
+It sits with the engine, below the controllers, so that ``get_controller("file.py")`` resolves
+a module file like a built-in name without the controllers knowing who wrote it (the explorer
+and ``evaluate`` use it too).  A file that is not trusted is only wrapped
+(:class:`UntrustedModule`) and replayed by :mod:`autotts_jax.untrusted.sandbox`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from autotts_jax.errors import AutoTTSError
 def load_controller_module(path: str | Path, *, check: bool = True):
     """The ``CONTROLLER`` defined by the module at ``path``.
 
-    With ``check`` (the default) the source must first pass the explorer's static checks
+    With ``check`` (the default) the source must first pass the static checks for candidate code
     (:func:`autotts_jax.engine.static.check_source`): the module runs in this process.
     Raises :class:`AutoTTSError` naming the file and the problem.
     """
