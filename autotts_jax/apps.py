@@ -1,4 +1,4 @@
-"""Hydra entry points of the Hydra commands (the experiments and ``discover``).
+"""Hydra entry points of the commands configured by Hydra: the experiments and ``discover``.
 
 Each command is a ``hydra.main`` application over the shipped ``conf/``; the CLI passes the
 user's overrides through ``sys.argv``.  Before a command simulates anything it turns on JAX's
@@ -7,6 +7,9 @@ persistent compilation cache (``jax_cache``) and logs which backend and devices 
 Hydra's per-run log file records them; the console shows the bare text.  User mistakes raise
 :class:`AutoTTSError`, which is logged as one ``error:`` line on stderr with exit status 2
 instead of a traceback.
+
+It sits above both the experiments and the explorer (it registers both's config schemas and
+starts either), so that neither of them needs to know the other's configuration.
 """
 
 from __future__ import annotations
