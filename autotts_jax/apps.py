@@ -8,7 +8,7 @@ Hydra's per-run log file records them; the console shows the bare text.  User mi
 :class:`AutoTTSError`, which is logged as one ``error:`` line on stderr with exit status 2
 instead of a traceback.
 
-It sits above both the experiments and the explorer (it registers both's config schemas and
+It sits above both the experiments and the explorer (it registers the config schemas of both and
 starts either), so that neither of them needs to know the other's configuration.
 """
 
