@@ -82,7 +82,7 @@ def _file_parser() -> argparse.ArgumentParser:
 
 
 def _hydra_commands() -> dict[str, Callable[[], None]]:
-    from autotts_jax.experiments import apps
+    from autotts_jax import apps
 
     return apps.COMMANDS
 

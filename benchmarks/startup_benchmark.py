@@ -116,8 +116,8 @@ def main() -> int:
             "import jax": "import jax",
             "import jax; jax.devices() (backend init)": "import jax; jax.devices()",
             "import scipy.stats (the engine's CONF table)": "import scipy.stats",
-            "import autotts_jax.experiments.apps (jax, Hydra, configs)":
-                "import autotts_jax.experiments.apps",
+            "import autotts_jax.apps (jax, Hydra, configs)":
+                "import autotts_jax.apps",
         }
         piece_s = {name: median_wall(code, env) for name, code in pieces.items()}
         for name, s in piece_s.items():

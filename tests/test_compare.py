@@ -23,7 +23,7 @@ def _conf(tmp_path: Path, **over) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from autotts_jax.experiments import apps  # noqa: F401  (registers the schemas)
+    from autotts_jax import apps  # noqa: F401  (registers the schemas)
     from autotts_jax.experiments.paths import CONF_DIR
 
     overrides = [f"{k}={v}" for k, v in over.items()] + [f"out={tmp_path}"]

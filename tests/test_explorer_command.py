@@ -156,7 +156,7 @@ echo "cwd $(pwd)"
 
 def _bwrap_problem() -> str | None:
     from autotts_jax.errors import AutoTTSError
-    from autotts_jax.explorer.sandbox import resolve_containment
+    from autotts_jax.untrusted.sandbox import resolve_containment
 
     try:
         resolve_containment("bwrap")
@@ -171,7 +171,7 @@ def _bwrap_problem() -> str | None:
 def test_isolated_agent_sees_the_prompt_and_the_search_stores_only(tmp_path, monkeypatch):
     from conftest import REPO_ROOT, SHARED_DIR, TRAJECTORIES_DIR
 
-    from autotts_jax.explorer.split import SearchSplit
+    from autotts_jax.store.split import SearchSplit
 
     split = SearchSplit(TRAJECTORIES_DIR)
     home_file = Path.home() / ".autotts-agent-probe"

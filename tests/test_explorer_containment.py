@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO_ROOT, SHARED_DIR, TRAJECTORIES_DIR
 
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.explorer import sandbox as S
-from autotts_jax.explorer.sandbox import Limits, redact, resolve_containment, run_candidate
-from autotts_jax.explorer.split import SearchSplit
+from autotts_jax.store.split import SearchSplit
+from autotts_jax.untrusted import sandbox as S
+from autotts_jax.untrusted.sandbox import Limits, redact, resolve_containment, run_candidate
 
 QUICK = dict(betas=[0.0, 1.0], seeds=[0], conformance=False, determinism=False, n_traces=0,
              limits=Limits(wall_s=120, load_s=30, trace_s=30))
@@ -151,7 +151,7 @@ raise RuntimeError("PROBE" + json.dumps(seen).replace("[redacted]", "?"))
 def test_bwrap_hides_the_checkout_home_shared_other_temp_dirs_and_the_network(split,
                                                                             monkeypatch):
     """Static checks bypassed and the audit hook left alone: only the OS decides what exists."""
-    from autotts_jax.explorer import worker
+    from autotts_jax.untrusted import worker
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-" + secrets.token_hex(12))
     other_tmp = Path(tempfile.mkdtemp(prefix="autotts-other-"))

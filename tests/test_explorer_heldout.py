@@ -15,7 +15,7 @@ from autotts_jax.explorer import evolve as EV
 from autotts_jax.explorer import family as F
 from autotts_jax.explorer.config import EvolveExplorerConfig, default_conf
 from autotts_jax.explorer.loop import run_loop
-from autotts_jax.explorer.split import (
+from autotts_jax.store.split import (
     HeldOutAccessError,
     SearchSplit,
     held_out_guard,

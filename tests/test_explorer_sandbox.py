@@ -18,11 +18,10 @@ from explorer_cases import (
     use_jax_cache,
 )
 
-from autotts_jax.explorer.invariants import check_store
-from autotts_jax.explorer.metrics import FIELDS
-from autotts_jax.explorer.sandbox import Limits, run_candidate
-from autotts_jax.explorer.split import SearchSplit
-from autotts_jax.explorer.static import check_source
+from autotts_jax.engine.invariants import FIELDS, check_store
+from autotts_jax.engine.static import check_source
+from autotts_jax.store.split import SearchSplit
+from autotts_jax.untrusted.sandbox import Limits, run_candidate
 
 BETAS = [0.0, 0.5, 1.0]
 SEEDS = [0]
@@ -224,7 +223,7 @@ def test_sandbox_refuses_held_out_files_processes_and_writes(split):
 
 
 def test_scores_and_monotonicity():
-    from autotts_jax.explorer import metrics as M
+    from autotts_jax.experiments import metrics as M
 
     anchors = {"m": {"low": 10_000.0, "high": 640_000.0}}
     cheap = {"m": [{"beta": 0.0, "accuracy": 50.0, "avg_tokens": 10_000.0},

@@ -12,7 +12,7 @@ from explorer_cases import TUNABLE, VALID, use_jax_cache
 
 from autotts_jax.controllers.cmc import schedule as cmc_schedule
 from autotts_jax.engine.knobs import Knob, check_knobs, knob_values, parse_knobs, with_knobs
-from autotts_jax.explorer.static import check_source
+from autotts_jax.engine.static import check_source
 
 CMC_KNOBS = {
     "n_init": Knob("int", 2, 64, 1, 2, 6), "max_branch_use": Knob("int", 1, 64, 1, 4, 60),
@@ -70,7 +70,7 @@ def test_check_knobs_rejects_non_knobs():
 @pytest.fixture(scope="module")
 def ctx():
     from autotts_jax.explorer.context import compute_baselines, load_context
-    from autotts_jax.explorer.split import SearchSplit
+    from autotts_jax.store.split import SearchSplit
 
     with pytest.MonkeyPatch.context() as mp:
         use_jax_cache(mp)

@@ -204,7 +204,7 @@ def test_token_ratio_is_infinite_where_a_cannot_match() -> None:
 
 
 def test_matched_budget_point_is_the_explorer_score() -> None:
-    from autotts_jax.explorer import metrics as M
+    from autotts_jax.experiments import metrics as M
 
     rng = np.random.default_rng(3)
     corr = rng.random((5, 6, 20)) < np.linspace(0.2, 0.7, 5)[:, None, None]

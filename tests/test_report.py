@@ -28,7 +28,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def _controllers(*names: str) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from autotts_jax.experiments import apps  # noqa: F401  (registers the schemas)
+    from autotts_jax import apps  # noqa: F401  (registers the schemas)
     from autotts_jax.experiments.paths import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -17,8 +17,8 @@ from conftest import TRAJECTORIES_DIR
 from explorer_cases import ChatServer, fenced, read_index, use_jax_cache
 
 from autotts_jax.cli import main
-from autotts_jax.explorer.sandbox import run_candidate
-from autotts_jax.explorer.split import SearchSplit
+from autotts_jax.store.split import SearchSplit
+from autotts_jax.untrusted.sandbox import run_candidate
 
 HEADER = '''\
 from autotts_jax.engine.protocol import Controller

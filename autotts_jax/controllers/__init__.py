@@ -24,13 +24,13 @@ def get_controller(name: str, *, trusted: bool = False):
     """A controller by canonical name or alias (case-sensitive aliases, lower-case names), or
     a module file when ``name`` ends in ``.py`` (a controller exported by ``autotts-jax
     discover``, or any hand-written one).  A module file is untrusted unless ``trusted``:
-    it is then an :class:`~autotts_jax.explorer.loader.UntrustedModule`, never imported
+    it is then an :class:`~autotts_jax.engine.loader.UntrustedModule`, never imported
     here, replayed in the sandbox.  A trusted one is imported (after the static checks) and
     its ``CONTROLLER`` returned."""
     if name.endswith(".py"):
         from pathlib import Path
 
-        from autotts_jax.explorer.loader import UntrustedModule, load_controller_module
+        from autotts_jax.engine.loader import UntrustedModule, load_controller_module
 
         if not trusted:
             return UntrustedModule(name)

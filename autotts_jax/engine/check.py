@@ -62,13 +62,13 @@ import jax
 import numpy as np
 
 from autotts_jax.engine import noninterference as NI
+from autotts_jax.engine.invariants import FIELDS, check_store
 from autotts_jax.engine.protocol import ROUND_CAP, Controller, ProtocolError
-from autotts_jax.engine.simulate import Episodes, permutation_table, simulate
+from autotts_jax.engine.simulate import Episodes, simulate
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData, bucket, from_arrays
 
 DEFAULT_SEEDS = (0, 1, 2)
-_FIELDS = ("answer", "correct", "tokens", "seq_tokens", "branches", "rounds", "stop_reason")
 
 
 def random_store(seed: int = 0, branches: Sequence[int] = (16, 9, 3, 1), freq: int = 100,
@@ -105,10 +105,6 @@ def random_store(seed: int = 0, branches: Sequence[int] = (16, 9, 3, 1), freq: i
 
 def _fail(controller: Controller, problem: str) -> AutoTTSError:
     return AutoTTSError(f"controller {controller.name!r} fails the conformance check: {problem}")
-
-
-def _where(configs, seeds, c: int, s: int, q: int) -> str:
-    return f"(config {dict(configs[c])}, seed {seeds[s]}, question {q})"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -156,92 +152,27 @@ def _run(controller, data, configs, seeds, what: str, **kw) -> Episodes:
 
 
 def _index(eps: Episodes, index) -> dict[str, np.ndarray]:
-    return {name: np.asarray(getattr(eps, name))[index] for name in _FIELDS}
+    return {name: np.asarray(getattr(eps, name))[index] for name in FIELDS}
 
 
 def _same(a: Episodes, b: Episodes | dict, index=np.s_[...]) -> str | None:
     """Name of the first field where ``a[index]`` and ``b`` differ, else None."""
     b = b if isinstance(b, dict) else _index(b, np.s_[...])
-    for name in _FIELDS:
+    for name in FIELDS:
         x, y = np.asarray(getattr(a, name))[index], b[name]
         if x.shape != y.shape or not np.array_equal(x, y):
             return name
     return None
 
 
-def _check_episodes(controller, data, configs, seeds, eps: Episodes, slots: int, needs,
-                    cost_model: str, allow_reprobe: bool) -> None:
-    n_q, _, _, n_v = data.shape
-    f = int(data.probe_freq)
-    n_branches = np.asarray(data.n_branches)
-    n_probes = np.asarray(data.n_probes).astype(np.int64)
-    bt = np.asarray(data.branch_tokens).astype(np.int64)
-    finals = np.asarray(data.final_answer)
-    probes = np.asarray(data.probe_answer)
-    correct_table = np.asarray(data.is_correct)
-    perms = permutation_table(list(seeds), n_branches, slots)  # [N, Q, S] original branches
-
-    def shown(q: int, branch_ids) -> set[int]:
-        ids = set(finals[q, branch_ids].tolist())
-        for b in branch_ids:
-            ids.update(probes[q, b, : n_probes[q, b]].tolist())
-        return ids
-
-    valid = [shown(q, np.arange(n_branches[q])) for q in range(n_q)]
-    for c in range(len(configs)):
-        for s in range(len(seeds)):
-            for q in range(n_q):
-                where = _where(configs, seeds, c, s, q)
-                reason = int(eps.stop_reason[c, s, q])
-                if not 0 <= reason < len(eps.stop_reasons):
-                    raise _fail(controller, f"stop reason index {reason} out of range {where}")
-                if eps.stop_reasons[reason] == ROUND_CAP:
-                    raise _fail(controller, f"an episode never stopped: it hit the round cap "
-                                            f"(every episode must call fx.stop) {where}")
-                opened = int(eps.branches[c, s, q])
-                limit = min(int(n_branches[q]), slots)
-                if not 0 <= opened <= limit:
-                    raise _fail(controller, f"opened {opened} branches, but only {limit} can "
-                                            f"be opened {where}")
-                if opened > needs[c]:
-                    raise _fail(controller, f"opened {opened} branches, more than its "
-                                            f"max_slots ({needs[c]}) {where}")
-                answer = int(eps.answer[c, s, q])
-                if answer != -1:
-                    if not 0 <= answer < n_v or answer not in valid[q]:
-                        raise _fail(controller, f"answer {answer} is not an answer id of the "
-                                                f"question (nor -1 for no answer) {where}")
-                    if answer not in shown(q, perms[s, q, :opened]):
-                        raise _fail(controller, f"answer {answer} was never shown to it: no "
-                                                f"branch it opened has that answer (it must "
-                                                f"not read unopened slots) {where}")
-                want = answer >= 0 and bool(correct_table[q, answer])
-                if bool(eps.correct[c, s, q]) != want:
-                    raise _fail(controller, f"correct flag disagrees with the store {where}")
-                own = perms[s, q, :opened]
-                tokens = int(eps.tokens[c, s, q])
-                low = int(np.minimum(f, bt[q, own]).sum())
-                if tokens < low:
-                    raise _fail(controller, f"{cost_model} tokens {tokens} are below {low}, the "
-                                            f"least its {opened} opened branches cost: it "
-                                            f"changed the episode state without paying {where}")
-                if cost_model == "corrected":
-                    high = int(bt[q, own].sum())
-                    if tokens > high:
-                        raise _fail(controller, f"corrected tokens {tokens} exceed {high}, the "
-                                                f"tokens of its {opened} opened branches {where}")
-                elif not allow_reprobe:
-                    high = int(np.maximum(f * n_probes[q, own], bt[q, own]).sum())
-                    if tokens > high:
-                        raise _fail(controller, f"reference tokens {tokens} exceed {high}, the "
-                                                f"cost of driving its {opened} opened branches "
-                                                f"to the end: it re-probes finished branches "
-                                                f"(each call re-charges their remainder, "
-                                                f"upstream QUIRK 1) {where}")
-                seq = int(eps.seq_tokens[c, s, q])
-                if not 0 <= seq <= tokens:
-                    raise _fail(controller, f"sequential tokens {seq} not in [0, tokens = "
-                                            f"{tokens}] {where}")
+def _check_episodes(controller, data, configs, seeds, eps: Episodes, needs, cost_model: str,
+                    allow_reprobe: bool) -> None:
+    """Checks 5 to 8: the result invariants (:mod:`autotts_jax.engine.invariants`)."""
+    problems = check_store(_index(eps, np.s_[...]), data, seeds, needs, cost_model=cost_model,
+                           stop_reasons=eps.stop_reasons, configs=configs,
+                           allow_reprobe=allow_reprobe)
+    if problems:
+        raise _fail(controller, problems[0])
 
 
 def check_controller(
@@ -276,8 +207,7 @@ def check_controller(
         kw["max_rounds"] = max_rounds
 
     eps = _run(controller, data, configs, seeds, "reference cost model", ledger=True, **kw)
-    _check_episodes(controller, data, configs, seeds, eps, slots, needs, "reference",
-                    allow_reprobe)
+    _check_episodes(controller, data, configs, seeds, eps, needs, "reference", allow_reprobe)
     again = _run(controller, data, configs, seeds, "second run", ledger=True, **kw)
     field = _same(eps, again)
     if field is not None:
@@ -301,8 +231,7 @@ def check_controller(
                                 f"{field}: episodes must not depend on each other")
     eps = _run(controller, data, configs, seeds, "corrected cost model", cost_model="corrected",
                **kw)
-    _check_episodes(controller, data, configs, seeds, eps, slots, needs, "corrected",
-                    allow_reprobe)
+    _check_episodes(controller, data, configs, seeds, eps, needs, "corrected", allow_reprobe)
 
 
 _POOL: dict[str, ProcessPoolExecutor] = {}

@@ -31,13 +31,13 @@ import numpy as np
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments import evaluate as ev
 from autotts_jax.experiments import paired
+from autotts_jax.experiments.metrics import FLOOR_READS
 from autotts_jax.experiments.results import config_key
-from autotts_jax.explorer.metrics import FLOOR_READS
+from autotts_jax.store.split import HELD_OUT_BENCHMARKS, SEARCH_BENCHMARK
 
-SEARCH = ("aime24",)
-CAVEAT = ("A controller picked as the best of many candidates on the search split (aime24) "
-          "looks better there than it is: its search-split difference is optimistic. The "
-          "held-out split (aime25, hmmt25) is the test.")
+CAVEAT = (f"A controller picked as the best of many candidates on the search split "
+          f"({SEARCH_BENCHMARK}) looks better there than it is: its search-split difference "
+          f"is optimistic. The held-out split ({', '.join(HELD_OUT_BENCHMARKS)}) is the test.")
 COLUMNS = (
     "metric", "a", "b", "store", "model", "benchmark", "a_config", "b_config", "a_value",
     "b_value", "difference", "ci_low", "ci_high", "p_above_zero", "unpaired_ci_low",
@@ -323,7 +323,7 @@ def preamble(rows: Sequence[Mapping[str, Any]], conf: Mapping[str, Any]) -> str:
         "Pooled rows average the stores' statistics per resample.",
         "",
     ]
-    if any(b in SEARCH for b in benches):
+    if SEARCH_BENCHMARK in benches:
         lines += ["Search split in these stores: " + CAVEAT, ""]
     else:
         lines += [CAVEAT, ""]

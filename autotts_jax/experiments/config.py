@@ -130,12 +130,10 @@ class CompareConfig:
     progress: bool = True
 
 
-def register() -> None:
-    cs = ConfigStore.instance()
+def register(cs: ConfigStore) -> None:
+    """The experiment commands' schemas (``discover``'s are the explorer's own:
+    :func:`autotts_jax.explorer.config.register`)."""
     cs.store(name="parity_schema", node=ParityConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="report_schema", node=ReportConfig)
     cs.store(name="compare_schema", node=CompareConfig)
-    from autotts_jax.explorer.config import register as register_discover
-
-    register_discover(cs)  # discover_schema and the explorer group's schemas

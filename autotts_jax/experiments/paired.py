@@ -26,7 +26,7 @@ see below).
 
 * ``accuracy``: accuracy (%) of ``a`` at its compared config minus ``b``'s at its one;
 * ``matched_budget``: the explorer's search score (accuracy at matched budget over each
-  controller's whole beta curve, :mod:`autotts_jax.explorer.metrics`) of ``a`` minus ``b``'s.
+  controller's whole beta curve, :mod:`autotts_jax.experiments.metrics`) of ``a`` minus ``b``'s.
   The budget grid (log-spaced from SC@4's to SC@64's mean tokens on the store) is fixed at its
   full-data value; the curves are resampled;
 * ``token_ratio``: tokens of the cheapest config of ``a``'s curve whose accuracy reaches ``b``'s
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from autotts_jax.explorer import metrics as M
+from autotts_jax.experiments import metrics as M
 
 METRICS = ("accuracy", "matched_budget", "token_ratio")
 

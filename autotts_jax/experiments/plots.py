@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from autotts_jax.errors import AutoTTSError
+from autotts_jax.experiments.results import match_key, ordered
+from autotts_jax.store.split import HELD_OUT_BENCHMARKS, SEARCH_BENCHMARK
 
 STYLE = {  # method -> (colour, marker)
     "sc": ("#4c72b0", "o"),
@@ -25,7 +27,7 @@ STYLE = {  # method -> (colour, marker)
 }
 _FALLBACK = ("#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
 _ORDER = ("sc", "asc", "esc", "parallel_probe", "cmc")
-_SPLIT = {"aime24": "search split", "aime25": "held out", "hmmt25": "held out"}
+_SPLIT = {SEARCH_BENCHMARK: "search split", **dict.fromkeys(HELD_OUT_BENCHMARKS, "held out")}
 
 
 def _pyplot():
@@ -43,8 +45,6 @@ def _pyplot():
 
 
 def _key(r: Mapping[str, Any]) -> tuple:
-    from autotts_jax.experiments.report import match_key
-
     return (r["model"], r["dataset"], *match_key(r["method"], r["config"]))
 
 
@@ -156,10 +156,8 @@ def write_scaling_plots(
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["dataset"]), []).append(r)
-    from autotts_jax.experiments.report import HELD_OUT, SEARCH, _order
-
-    models = _order([m for m, _ in groups], [])
-    datasets = _order([d for _, d in groups], [*SEARCH, *HELD_OUT])
+    models = ordered([m for m, _ in groups], [])
+    datasets = ordered([d for _, d in groups], [SEARCH_BENCHMARK, *HELD_OUT_BENCHMARKS])
     written: list[Path] = []
 
     def save(fig, stem: str):

@@ -29,11 +29,11 @@ from typing import Any
 
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.experiments.parity import PAPER_NOTES, PAPER_SLIPS
+from autotts_jax.experiments.results import match_key, ordered
+from autotts_jax.store.split import HELD_OUT_BENCHMARKS, SEARCH_BENCHMARK
 from autotts_jax.utils.atomic import atomic_write_text
 
 PAPER_TABLE = Path(__file__).with_name("paper_table1.csv")
-SEARCH = ("aime24",)
-HELD_OUT = ("aime25", "hmmt25")
 PAPER_SEEDS = 100
 SC64 = ("sc", {"max_samples": 64})
 CMC_HEADLINE = ("cmc", {"beta": 0.5})
@@ -52,14 +52,6 @@ class PaperCell:
 
 def display_label(label: str) -> str:
     return label.replace("AutoTTS(b=", "AutoTTS β=").rstrip(")") if "(b=" in label else label
-
-
-def match_key(method: str, config: Mapping[str, Any]) -> tuple:
-    """Config identity for matching: numbers compare by value (``64 == 64.0``)."""
-    def norm(v):
-        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-
-    return (method, tuple(sorted((k, norm(v)) for k, v in config.items())))
 
 
 def paper_cells(path: Path = PAPER_TABLE) -> list[PaperCell]:
@@ -111,11 +103,6 @@ def printed(row: Mapping[str, Any]) -> tuple[str, str]:
     else:
         acc, tokens = float(row["accuracy"]), int(row["avg_tokens"])
     return f"{acc:.1f}", f"{tokens / 1000:.1f}"
-
-
-def _order(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
-    seen = list(dict.fromkeys(values))
-    return [v for v in preferred if v in seen] + [v for v in seen if v not in preferred]
 
 
 # --------------------------------------------------------------------------- main table
@@ -188,7 +175,7 @@ def main_table_csv(table: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _held_out(index, model: str, method: str, config: Mapping[str, Any]):
-    rs = [_find(index, model, d, method, config) for d in HELD_OUT]
+    rs = [_find(index, model, d, method, config) for d in HELD_OUT_BENCHMARKS]
     if any(r is None for r in rs):
         return None
     return (sum(float(r["accuracy"]) for r in rs) / len(rs),
@@ -198,7 +185,7 @@ def _held_out(index, model: str, method: str, config: Mapping[str, Any]):
 def headline(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """Tokens saved by AutoTTS (CMC beta 0.5) vs SC@64 on the held-out benchmarks."""
     index = _index(rows)
-    models = _order([r["model"] for r in rows], [])
+    models = ordered([r["model"] for r in rows], [])
     per: dict[str, dict[str, Any]] = {}
     for m in models:
         sc = _held_out(index, m, *SC64)
@@ -242,10 +229,10 @@ def headline(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 def headline_text(h: Mapping[str, Any] | None) -> str:
     if h is None:
         return ("Not computable from these results (needs SC@64 and AutoTTS β=0.5 on "
-                f"{' and '.join(HELD_OUT)} for at least one backbone).")
+                f"{' and '.join(HELD_OUT_BENCHMARKS)} for at least one backbone).")
     per = ", ".join(f"{m} {e['saved_pct']:.1f}%" for m, e in h["backbones"].items())
     text = (f"AutoTTS (CMC β=0.5) uses {h['saved_pct']:.2f}% fewer tokens than SC@64 on the "
-            f"held-out benchmarks ({' and '.join(HELD_OUT)}), mean over "
+            f"held-out benchmarks ({' and '.join(HELD_OUT_BENCHMARKS)}), mean over "
             f"{len(h['backbones'])} backbone(s) ({per}), at mean held-out accuracy "
             f"{h['cmc_accuracy']:.1f}% vs {h['sc64_accuracy']:.1f}% (paper: "
             f"{h['paper_saved_pct']}% fewer).")
@@ -327,7 +314,7 @@ def paired_rows(rows: Sequence[Mapping[str, Any]], cells: Sequence[PaperCell],
     if not pairs:
         return []
     held = [s for s in dict.fromkeys(s for c in curves.values() for s in c)
-            if s.split("/")[1] in HELD_OUT]
+            if s.split("/")[1] in HELD_OUT_BENCHMARKS]
     return compare.pair_rows(curves, configs, pairs, compare.pools_for(held, "held-out"),
                              bootstrap, metrics=("accuracy",))
 
@@ -368,9 +355,9 @@ def _fmt_tok(v: float) -> str:
 
 def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                   head: Mapping[str, Any] | None) -> str:
-    datasets = _order([t["dataset"] for t in table], [*SEARCH, *HELD_OUT])
-    models = _order([t["model"] for t in table], [])
-    labels = _order([t["label"] for t in table], [])
+    datasets = ordered([t["dataset"] for t in table], [SEARCH_BENCHMARK, *HELD_OUT_BENCHMARKS])
+    models = ordered([t["model"] for t in table], [])
+    labels = ordered([t["label"] for t in table], [])
     by = {(t["model"], t["label"], t["dataset"]): t for t in table}
     seeds = sorted({int(r.get("seeds") or 0) for r in rows} - {0})
     lines = [
@@ -379,8 +366,8 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
         "Accuracy (%) and average total tokens per question (thousands), "
         f"{'/'.join(map(str, seeds)) or '?'} shuffle seeds x every question "
         "(the paper: 100).  Held-out = mean of "
-        f"{' and '.join(HELD_OUT)}.  A cell that does not reproduce the paper shows the paper's "
-        "figure in parentheses and is marked ✗.",
+        f"{' and '.join(HELD_OUT_BENCHMARKS)}.  A cell that does not reproduce the paper "
+        "shows the paper's figure in parentheses and is marked ✗.",
         "",
         "**Headline.** " + headline_text(head),
         "",
@@ -390,7 +377,7 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
     hdr = ["Model", "Method"]
     for d in datasets:
         hdr += [f"{d} acc", f"{d} tokens"]
-    has_heldout = all(d in datasets for d in HELD_OUT)
+    has_heldout = all(d in datasets for d in HELD_OUT_BENCHMARKS)
     if has_heldout:
         hdr += ["held-out acc", "held-out tokens"]
     lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
@@ -414,7 +401,7 @@ def main_table_md(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
                         tok = f"{tok} ({c['paper_tokens_k']}k) ✗"
                 row += [acc, tok]
             if has_heldout:
-                ho = [by.get((m, lab, d)) for d in HELD_OUT]
+                ho = [by.get((m, lab, d)) for d in HELD_OUT_BENCHMARKS]
                 if all(c is not None and c["status"] != "missing" for c in ho):
                     row += [f"{sum(c['accuracy'] for c in ho) / len(ho):.1f}",
                             _fmt_tok(sum(c["avg_tokens"] for c in ho) / len(ho))]

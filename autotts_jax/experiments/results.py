@@ -28,7 +28,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,21 @@ REQUIRED = ("model", "dataset", "method", "config", "accuracy", "avg_tokens", "e
 def config_key(config: Mapping[str, Any]) -> str:
     """Canonical JSON of a config (sorted keys): equal configs give equal keys."""
     return json.dumps(dict(config), sort_keys=True)
+
+
+def match_key(method: str, config: Mapping[str, Any]) -> tuple:
+    """Config identity for matching: numbers compare by value (``64 == 64.0``)."""
+    def norm(v):
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    return (method, tuple(sorted((k, norm(v)) for k, v in config.items())))
+
+
+def ordered(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    """``values`` without repeats: the ``preferred`` ones first in that order, then the rest
+    in order of appearance (tables and plots list backbones and benchmarks this way)."""
+    seen = list(dict.fromkeys(values))
+    return [v for v in preferred if v in seen] + [v for v in seen if v not in preferred]
 
 
 def _fail(where: str, msg: str) -> AutoTTSError:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from autotts_jax.explorer import metrics as M
-from autotts_jax.explorer.split import SearchSplit
+from autotts_jax.experiments import metrics as M
+from autotts_jax.store.split import SearchSplit
 
 
 @dataclass

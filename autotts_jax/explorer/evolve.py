@@ -19,7 +19,7 @@ a round in one vmapped ``simulate`` call per search backbone.
   beats chance.
 * A child whose schedule (every knob at every beta) equals one already evaluated is redrawn.
 
-Fitness is the search-split score of :mod:`autotts_jax.explorer.metrics` (accuracy at matched
+Fitness is the search-split score of :mod:`autotts_jax.experiments.metrics` (accuracy at matched
 budget); a genome whose results break an invariant or whose spending is not monotone in beta is
 rejected like any candidate.  Everything is a function of ``(seed, round, history)``, so a run
 and its resume propose exactly the same genomes.
@@ -217,9 +217,9 @@ def evaluate_population(genomes: Sequence[Mapping[str, Any]], datas: Sequence[An
     """
     import time
 
+    from autotts_jax.engine.invariants import FIELDS
     from autotts_jax.engine.simulate import simulate
-    from autotts_jax.explorer.digest import chunk_size
-    from autotts_jax.explorer.metrics import FIELDS
+    from autotts_jax.untrusted.digest import chunk_size
 
     configs = [c for g in genomes for c in F.family_configs(g, betas)]
     needs = [F.FAMILY.max_slots(c) for c in configs]

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.explorer import metrics as M
-from autotts_jax.explorer.split import HELD_OUT_BENCHMARKS
+from autotts_jax.experiments import metrics as M
+from autotts_jax.store.split import HELD_OUT_BENCHMARKS
 from autotts_jax.utils.atomic import atomic_write_text
 
 DISCOVERED = "discovered"
@@ -216,10 +216,9 @@ def evaluate_heldout(conf: Mapping[str, Any], best_path: Path, best_id: str, log
     from autotts_jax.experiments import compare, results
     from autotts_jax.experiments import evaluate as ev
     from autotts_jax.experiments import report as rep
-    from autotts_jax.explorer.loop import limits_of
-    from autotts_jax.explorer.sandbox import replay_untrusted
-    from autotts_jax.explorer.split import SearchSplit
     from autotts_jax.store import bucket, load_store
+    from autotts_jax.store.split import SearchSplit
+    from autotts_jax.untrusted.sandbox import limits_of, replay_untrusted
 
     t0 = time.perf_counter()
     held = conf["heldout"]

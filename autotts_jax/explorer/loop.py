@@ -9,7 +9,7 @@ Per round ``r`` (LLM and command backends):
    curves, position and diagnostics, and the errors of rejected candidates;
 2. for each candidate ``c`` not yet done: ask the proposer (or reuse the response recorded
    before an interruption), extract the module, check it statically, run it in the sandbox
-   (:mod:`autotts_jax.explorer.sandbox`), check the invariants of its results, score it;
+   (:mod:`autotts_jax.untrusted.sandbox`), check the invariants of its results, score it;
 3. write everything to ``rounds/r<r>/c<c>/`` and commit the candidate's record.
 
 The ``evolve`` backend proposes a whole generation at once and evaluates it in one vmapped
@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from autotts_jax.engine.invariants import check_store
+from autotts_jax.engine.static import check_source
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.explorer import digest as D
-from autotts_jax.explorer import metrics as M
+from autotts_jax.experiments import metrics as M
 from autotts_jax.explorer import tune as T
 from autotts_jax.explorer.context import (
     SearchContext,
@@ -42,10 +43,9 @@ from autotts_jax.explorer.context import (
     restore_baselines,
 )
 from autotts_jax.explorer.history import History
-from autotts_jax.explorer.invariants import check_store
-from autotts_jax.explorer.sandbox import Limits, resolve_containment, run_candidate
-from autotts_jax.explorer.split import SearchSplit, held_out_guard
-from autotts_jax.explorer.static import check_source
+from autotts_jax.store.split import SearchSplit, held_out_guard
+from autotts_jax.untrusted import digest as D
+from autotts_jax.untrusted.sandbox import limits_of, resolve_containment, run_candidate
 
 Log = Callable[[str], None]
 
@@ -78,19 +78,11 @@ def run_spec(conf: Mapping[str, Any], models: Sequence[str]) -> dict[str, Any]:
 
 def containment_of(conf: Mapping[str, Any]) -> str:
     """How candidate code is contained in this run: ``bwrap`` or ``rlimits-only`` (see
-    :mod:`autotts_jax.explorer.sandbox`); ``in-process`` for ``evolve``, whose candidates are
+    :mod:`autotts_jax.untrusted.sandbox`); ``in-process`` for ``evolve``, whose candidates are
     the trusted family evaluated in this process."""
     if str(conf["explorer"].get("name") or "") == "evolve":
         return "in-process"
     return resolve_containment(str(conf["sandbox"].get("containment", "auto")))
-
-
-def limits_of(conf: Mapping[str, Any]) -> Limits:
-    s = conf["sandbox"]
-    return Limits(wall_s=float(s["wall_s"]), load_s=float(s["load_s"]),
-                  trace_s=float(s["trace_s"]), cpu_s=int(s["cpu_s"]),
-                  memory_mb=int(s["memory_mb"]), fsize_mb=int(s.get("fsize_mb", 1024)),
-                  nproc=int(s.get("nproc", 0)))
 
 
 # --------------------------------------------------------------------------- assessment
@@ -226,7 +218,7 @@ def _tune_module(ctx: SearchContext, conf: Mapping[str, Any], settings: T.TuneSe
     low fidelity); the tuning record and the source with the tuned table (``None`` when the
     module declares no knobs, or tuning failed: it is then scored as written)."""
     from autotts_jax.engine.knobs import parse_knobs, with_knobs
-    from autotts_jax.explorer.sandbox import tune_untrusted
+    from autotts_jax.untrusted.sandbox import tune_untrusted
 
     try:
         knobs = parse_knobs(source)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from autotts_jax.explorer import static
-from autotts_jax.explorer.metrics import N_BUDGETS
+from autotts_jax.engine import static
+from autotts_jax.experiments.metrics import N_BUDGETS
 
 EXAMPLES = ("sc", "asc", "esc", "parallel_probe", "cmc")
 

@@ -199,7 +199,7 @@ def isolate_argv(cwd: str, stores: Sequence[str], binds: Sequence[str]) -> list[
     trajectories (held-out stores included), the user's home, ``shared/``, other temporary
     directories.  As root, every capability is dropped.
     """
-    from autotts_jax.explorer.sandbox import system_mounts
+    from autotts_jax.untrusted.sandbox import system_mounts
 
     argv = ["bwrap", "--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
     if os.geteuid() == 0:

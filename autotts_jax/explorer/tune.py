@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from autotts_jax.experiments import metrics as M
 from autotts_jax.explorer import family as F
-from autotts_jax.explorer import metrics as M
 
 
 @dataclass(frozen=True)

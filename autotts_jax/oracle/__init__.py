@@ -3,6 +3,11 @@
 Plain Python and NumPy (SciPy for the Beta confidence), no JAX: slow but obviously faithful to
 ``REFERENCE_SEMANTICS.md``, so the JAX engine can be checked against it episode by episode and
 both against the published numbers.
+
+It imports nothing from the rest of the package on purpose, the engine least of all (no shared
+vote counting, permutations, cost rules or result invariants): a reference that reused the
+engine's code would repeat its mistakes instead of catching them.  Its lowest place in the
+layer order (``autotts_jax/__init__.py``) records that.
 """
 
 from autotts_jax.oracle.controllers import (

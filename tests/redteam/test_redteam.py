@@ -27,9 +27,9 @@ import pytest
 from conftest import TRAJECTORIES_DIR
 
 import autotts_jax
-from autotts_jax.explorer.sandbox import Limits, resolve_containment, run_candidate
-from autotts_jax.explorer.split import SearchSplit
-from autotts_jax.explorer.static import check_source
+from autotts_jax.engine.static import check_source
+from autotts_jax.store.split import SearchSplit
+from autotts_jax.untrusted.sandbox import Limits, resolve_containment, run_candidate
 
 HERE = Path(__file__).parent
 ATTACKS = sorted(p.stem for p in HERE.glob("*.py") if not p.name.startswith("test_"))

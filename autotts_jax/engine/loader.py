@@ -1,4 +1,10 @@
-"""Loading a controller module from a file (an exported discovery, or any hand-written one)."""
+"""Loading a controller module from a file (an exported discovery, or any hand-written one).
+
+It sits with the engine, below the controllers, so that ``get_controller("file.py")`` resolves
+a module file like a built-in name without the controllers knowing who wrote it (the explorer
+and ``evaluate`` use it too).  A file that is not trusted is only wrapped
+(:class:`UntrustedModule`) and replayed by :mod:`autotts_jax.untrusted.sandbox`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,8 @@ from autotts_jax.errors import AutoTTSError
 def load_controller_module(path: str | Path, *, check: bool = True):
     """The ``CONTROLLER`` defined by the module at ``path``.
 
-    With ``check`` (the default) the source must first pass the explorer's static checks
-    (:func:`autotts_jax.explorer.static.check_source`): the module runs in this process.
+    With ``check`` (the default) the source must first pass the static checks for candidate code
+    (:func:`autotts_jax.engine.static.check_source`): the module runs in this process.
     Raises :class:`AutoTTSError` naming the file and the problem.
     """
     from autotts_jax.engine.protocol import Controller
@@ -24,7 +30,7 @@ def load_controller_module(path: str | Path, *, check: bool = True):
         raise AutoTTSError(f"{path}: no such controller module")
     source = path.read_text(encoding="utf-8")
     if check:
-        from autotts_jax.explorer.static import check_source
+        from autotts_jax.engine.static import check_source
 
         report = check_source(source)
         if not report.ok:
@@ -53,7 +59,7 @@ class UntrustedModule:
 
     Module files are untrusted by default (``controller.module.trusted=false``): code an LLM
     wrote, or a file from elsewhere.  Such a module runs only in the sandbox
-    (:func:`autotts_jax.explorer.sandbox.replay_untrusted`), on stores without the answer
+    (:func:`autotts_jax.untrusted.sandbox.replay_untrusted`), on stores without the answer
     key, and its answers are scored here.  Without running its code nothing is known about
     its knobs, so an untrusted module takes ``beta`` only (what ``discover`` exports); the
     sandbox validates the configs.  ``name`` is the file's stem until the sandbox reports the

@@ -1,4 +1,4 @@
-"""Hydra entry points of the experiment commands.
+"""Hydra entry points of the commands configured by Hydra: the experiments and ``discover``.
 
 Each command is a ``hydra.main`` application over the shipped ``conf/``; the CLI passes the
 user's overrides through ``sys.argv``.  Before a command simulates anything it turns on JAX's
@@ -7,6 +7,9 @@ persistent compilation cache (``jax_cache``) and logs which backend and devices 
 Hydra's per-run log file records them; the console shows the bare text.  User mistakes raise
 :class:`AutoTTSError`, which is logged as one ``error:`` line on stderr with exit status 2
 instead of a traceback.
+
+It sits above both the experiments and the explorer (it registers the config schemas of both and
+starts either), so that neither of them needs to know the other's configuration.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.experiments import config as _config
+from autotts_jax.experiments import config as experiments_config
 from autotts_jax.experiments.paths import check_conf_dir, default_trajectories
+from autotts_jax.explorer import config as explorer_config
 
-_config.register()
+experiments_config.register(ConfigStore.instance())
+explorer_config.register(ConfigStore.instance())  # discover_schema and the explorer group
 if not OmegaConf.has_resolver("autotts.trajectories"):
     OmegaConf.register_new_resolver("autotts.trajectories", lambda: str(default_trajectories()))
 

@@ -2,7 +2,7 @@
 
 This is **not** the security boundary.  It cannot be: Python offers too many ways from an
 allowed object to a forbidden one, and a proposer optimising a score will look for them.  What
-contains candidate code is the operating system (:mod:`autotts_jax.explorer.sandbox`: a
+contains candidate code is the operating system (:mod:`autotts_jax.untrusted.sandbox`: a
 separate process in its own mount, PID and network namespaces, without capabilities, under
 resource limits).  The linter's job is to reject, with a clear message and without paying for
 a sandbox start, what an honest controller never needs, and to close the doors that are known,

@@ -2,7 +2,7 @@
 
 :func:`run_candidate` writes *stripped* copies of the search split's stores (replay arrays
 without the answer key, :mod:`autotts_jax.store.stripped`) into a fresh private directory,
-with the candidate and a request, and starts ``python -m autotts_jax.explorer.worker DIR`` in
+with the candidate and a request, and starts ``python -m autotts_jax.untrusted.worker DIR`` in
 its own session (process group) with a scrubbed environment (no API keys; ``HOME`` and
 ``TMPDIR`` pointing into the private directory).  The sandbox returns answer ids; they are
 scored here.  A second run replays the candidate on counterfactual stores (non-interference,
@@ -80,11 +80,11 @@ from typing import Any
 import numpy as np
 
 from autotts_jax.engine import noninterference as NI
+from autotts_jax.engine.invariants import FIELDS
 from autotts_jax.errors import AutoTTSError
-from autotts_jax.explorer.digest import pick_episodes, rescore_traces
-from autotts_jax.explorer.metrics import FIELDS
-from autotts_jax.explorer.split import SearchSplit
+from autotts_jax.store.split import SearchSplit
 from autotts_jax.store.stripped import save_stripped, score
+from autotts_jax.untrusted.digest import pick_episodes, rescore_traces
 
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
              "SYSTEMROOT")
@@ -125,6 +125,15 @@ class Limits:
     # under bwrap hands it to ``nobody``); for any other user it would count all their
     # processes.
     nproc: int = 0
+
+
+def limits_of(conf: Mapping[str, Any]) -> Limits:
+    """The :class:`Limits` of a discover config's ``sandbox`` group."""
+    s = conf["sandbox"]
+    return Limits(wall_s=float(s["wall_s"]), load_s=float(s["load_s"]),
+                  trace_s=float(s["trace_s"]), cpu_s=int(s["cpu_s"]),
+                  memory_mb=int(s["memory_mb"]), fsize_mb=int(s.get("fsize_mb", 1024)),
+                  nproc=int(s.get("nproc", 0)))
 
 
 def _nproc(limits: Limits) -> int:
@@ -345,7 +354,7 @@ def _bwrap_command(home: Path, env: dict[str, str], cache: str | None) -> list[s
     argv += ["--bind", str(home), str(home)]
     if cache is not None:
         argv += ["--bind", cache, cache, "--setenv", "JAX_COMPILATION_CACHE_DIR", cache]
-    argv += ["--chdir", str(home), "--", sys.executable, "-m", "autotts_jax.explorer.worker",
+    argv += ["--chdir", str(home), "--", sys.executable, "-m", "autotts_jax.untrusted.worker",
              str(home)]
     return argv
 
@@ -678,7 +687,7 @@ def _run_worker(home: Path, limits: Limits, mode: str, run_as: int | None,
         env = _child_env(home)
         if cache is not None:
             env["JAX_COMPILATION_CACHE_DIR"] = cache
-        argv = [sys.executable, "-m", "autotts_jax.explorer.worker", str(home)]
+        argv = [sys.executable, "-m", "autotts_jax.untrusted.worker", str(home)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, cwd=home, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

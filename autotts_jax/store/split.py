@@ -6,7 +6,7 @@
 * Candidate code never runs in the discovery process.  The sandbox child gets a private
   temporary directory holding *copies* of the four search stores under opaque names, and an
   audit hook there refuses to open anything under the real ``trajectories/`` directory (see
-  :mod:`autotts_jax.explorer.worker`): nothing held out is next to what it can read.
+  :mod:`autotts_jax.untrusted.worker`): nothing held out is next to what it can read.
 * :func:`held_out_guard` additionally makes every Python-level ``open`` of a held-out file in
   the discovery process raise while the loop runs (HDF5 files are opened by the C library and
   are covered by :class:`SearchSplit` instead).

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from autotts_jax.engine.invariants import FIELDS  # noqa: F401 -- the arrays scored here
+
 N_BUDGETS = 16
 FLOOR_READS = 4  # the budget window starts at the cost of SC@FLOOR_READS
-FIELDS = ("answer", "correct", "tokens", "seq_tokens", "branches", "rounds", "stop_reason")
 
 
 def summarize(arrays: Mapping[str, np.ndarray], stop_reasons: Sequence[str]) -> list[list[dict]]:

@@ -1,9 +1,9 @@
-"""The sandbox child: ``python -m autotts_jax.explorer.worker DIR``.
+"""The sandbox child: ``python -m autotts_jax.untrusted.worker DIR``.
 
 Runs one candidate controller from ``DIR/candidate.py`` over the stores listed in
 ``DIR/request.json`` (private copies of the search split, in ``DIR``) and writes
 ``DIR/result.json`` and ``DIR/episodes.npz``.  The parent
-(:mod:`autotts_jax.explorer.sandbox`) enforces the wall-clock limits and kills the process
+(:mod:`autotts_jax.untrusted.sandbox`) enforces the wall-clock limits and kills the process
 group; this side sets its own memory (address space) and CPU-time limits first, and reports its
 progress in ``DIR/phase`` so the parent can apply per-phase limits.
 
@@ -34,7 +34,7 @@ import time
 import traceback
 from pathlib import Path
 
-from autotts_jax.explorer.split import is_held_out_path
+from autotts_jax.store.split import is_held_out_path
 
 DENY_EVENTS = frozenset({
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -295,7 +295,7 @@ def _save_episodes(path: Path, per_store) -> None:
     No ``correct``: the stores here hold no answer key; the parent scores the answers."""
     import numpy as np
 
-    from autotts_jax.explorer.metrics import FIELDS
+    from autotts_jax.engine.invariants import FIELDS
 
     names = [f for f in FIELDS if f != "correct"]
     arrays = {f: np.stack([np.asarray(getattr(e, f)) for e in per_store]) for f in names}
@@ -340,9 +340,9 @@ def main(home: Path) -> int:  # noqa: C901 -- one linear script of phases
 
         import autotts_jax.engine  # noqa: F401  (float64)
         from autotts_jax.engine.simulate import simulate
-        from autotts_jax.explorer import digest
         from autotts_jax.store import bucket
         from autotts_jax.store.stripped import load_stripped
+        from autotts_jax.untrusted import digest
 
         datas = [jax.device_put(load_stripped(home / s)) for s in req["stores"]]
         seeds = [int(s) for s in req["seeds"]]
