@@ -27,7 +27,6 @@ def request_seed(base: int | None, q: int, b: int, k: int, kind: str) -> int | N
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-
 @dataclass
 class BranchState:
     """One branch as far as it was generated and probed (rebuilt from journalled events)."""

@@ -76,7 +76,6 @@ class _Question:
         return {"e": "question", "question": self.problem.question, "gold_answer": self.gold}
 
 
-
 @dataclass(frozen=True)
 class CollectResult:
     output: Path
