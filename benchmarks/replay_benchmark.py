@@ -110,6 +110,8 @@ def section_precision(mode: str) -> dict:
     from autotts_jax.engine import simulate
     from autotts_jax.store import load
 
+    if mode == "float32":
+        simulate = simulate.__wrapped__  # without the float64 scope simulate enters itself
     data = load(TRAJ / "Qwen3-8B" / "aime24.h5")
     cfgs = grid()[CMC]
     simulate(CMC, data, cfgs)

@@ -32,7 +32,7 @@ from autotts_jax.collect import (
     load_problems,
 )
 from autotts_jax.collect.answers import normalize_math
-from autotts_jax.collect.collector import request_seed
+from autotts_jax.collect.branch import request_seed
 from autotts_jax.collect.fake_server import FAILURES, FakeServer, fake_completion
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.hdf5 import read_store_arrays, unpack_records

@@ -18,10 +18,11 @@ from conftest import files_under, tiny_records
 from test_collect_hf import RAW_NAME, to_raw
 
 from autotts_jax.cli import main
-from autotts_jax.collect.collector import CollectSettings, collect
+from autotts_jax.collect.collector import collect
 from autotts_jax.collect.fake_server import FakeServer
 from autotts_jax.collect.hf_import import import_hf, read_hf_raw
 from autotts_jax.collect.problems import load_problems
+from autotts_jax.collect.settings import CollectSettings
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.hdf5 import read_store_arrays
 
@@ -238,7 +239,7 @@ def test_collect_from_parquet_with_math_equivalence(tmp_path: Path,
                                max_probes=6, normalize="none")
     problems = load_problems(path, question_field="q", answer_field="a")
     with FakeServer() as srv:
-        from autotts_jax.collect.collector import Connection
+        from autotts_jax.collect.settings import Connection
 
         conn = Connection(srv.url, concurrency=3, timeout=5.0, retries=4, backoff=0.001)
         collect(settings, conn, problems, tmp_path / "exact.h5", progress=None)

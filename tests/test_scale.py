@@ -15,7 +15,7 @@ from conftest import REPO_ROOT, TRAJECTORIES_DIR
 import autotts_jax.engine  # noqa: F401
 from autotts_jax.controllers import ASC, CMC, PARALLEL_PROBE
 from autotts_jax.engine import simulate
-from autotts_jax.engine.simulate import TRACE_COUNT
+from autotts_jax.engine.scheduler import TRACE_COUNT
 from autotts_jax.store import load
 
 FIELDS = ("answer", "correct", "tokens", "seq_tokens", "branches", "rounds", "stop_reason")

@@ -4,15 +4,10 @@
 """
 
 from autotts_jax.collect.answers import NO_ANSWER, answer_from, find_boxed, find_last_number
-from autotts_jax.collect.collector import (
-    CollectResult,
-    CollectSettings,
-    Connection,
-    collect,
-    cost_estimate,
-)
+from autotts_jax.collect.collector import CollectResult, collect
 from autotts_jax.collect.hf_import import import_hf, read_hf_raw
 from autotts_jax.collect.problems import load_problems
+from autotts_jax.collect.settings import CollectSettings, Connection, cost_estimate
 
 __all__ = [
     "NO_ANSWER",

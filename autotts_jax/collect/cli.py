@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from autotts_jax.errors import AutoTTSError
 
 if TYPE_CHECKING:
-    from autotts_jax.collect.collector import CollectSettings, Connection
+    from autotts_jax.collect.settings import CollectSettings, Connection
 
 
 def _text_or_file(value: str) -> str:
@@ -30,7 +30,7 @@ def _text_or_file(value: str) -> str:
 def settings_from_args(args: argparse.Namespace) -> CollectSettings:
     """The collection settings of the options :func:`add_settings_args` registered (shared by
     ``collect`` and ``run-live``, so that a live run generates exactly as ``collect`` does)."""
-    from autotts_jax.collect.collector import CollectSettings
+    from autotts_jax.collect.settings import CollectSettings
 
     try:
         extra = json.loads(args.extra_body) if args.extra_body else {}
@@ -58,7 +58,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectSettings:
 
 def connection_from_args(args: argparse.Namespace) -> Connection:
     """The server connection of the options :func:`add_connection_args` registered."""
-    from autotts_jax.collect.collector import Connection
+    from autotts_jax.collect.settings import Connection
 
     return Connection(
         base_url=args.base_url,
@@ -73,7 +73,7 @@ def connection_from_args(args: argparse.Namespace) -> Connection:
 def add_settings_args(p: argparse.ArgumentParser, *, branches_help: str) -> None:
     """The server, problem, sampling and template options of ``collect``."""
     from autotts_jax.collect.answers import EXTRACTORS, NORMALIZERS
-    from autotts_jax.collect.collector import DEFAULT_PROBE_SUFFIX, DEFAULT_PROMPT_TEMPLATE
+    from autotts_jax.collect.settings import DEFAULT_PROBE_SUFFIX, DEFAULT_PROMPT_TEMPLATE
 
     p.add_argument("--base-url", required=True,
                    help="server base URL, e.g. http://127.0.0.1:8000/v1 (POSTs <url>/completions)")
@@ -120,8 +120,9 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_collect(args: argparse.Namespace) -> int:
     from autotts_jax.collect.answers import NO_ANSWER
-    from autotts_jax.collect.collector import collect, cost_estimate, default_checkpoint_dir
+    from autotts_jax.collect.collector import collect, default_checkpoint_dir
     from autotts_jax.collect.problems import load_problems
+    from autotts_jax.collect.settings import cost_estimate
 
     settings = settings_from_args(args)
     settings.validate()

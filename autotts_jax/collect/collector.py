@@ -30,261 +30,35 @@ so a killed collection repeats at most the requests that were in flight -- at mo
 
 Per-request seeds are derived from ``(seed, question, branch, interval, kind)``, so a server
 that honours ``seed`` gives the same trajectories on a re-run.
+
+The parts: :mod:`.settings` (what is collected, how the server is reached), :mod:`.branch`
+(a branch's state and its next request), :mod:`.journal` (the checkpoint log),
+:mod:`.progress` (the progress line); this module runs questions and branches on a thread
+pool and writes the checkpoint records and the store.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
-import math
-import os
 import sys
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from autotts_jax.collect.answers import (
-    NO_ANSWER,
-    answer_from,
-    find_boxed,
-    get_extractor,
-    get_normalizer,
-)
-from autotts_jax.collect.client import CompletionClient, RequestRejected
+from autotts_jax.collect.answers import NO_ANSWER, get_normalizer
+from autotts_jax.collect.branch import BranchState, next_event
+from autotts_jax.collect.client import CompletionClient
+from autotts_jax.collect.journal import Journal
 from autotts_jax.collect.problems import Problem, ProblemSet
+from autotts_jax.collect.progress import Progress
+from autotts_jax.collect.settings import CollectSettings, Connection
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.utils.atomic import atomic_write_text
 
-DEFAULT_PROMPT_TEMPLATE = (
-    "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}.\n"
-)
-DEFAULT_PROBE_SUFFIX = (
-    "\n\nI have to stop reasoning here and commit to an answer.\n\n**Final Answer**\n\\boxed{"
-)
-PLACEHOLDER = "{question}"
 MANIFEST = "collect.json"
-_RESERVED = frozenset({"model", "prompt", "max_tokens", "temperature", "seed", "n", "stream"})
-
-
-@dataclass(frozen=True)
-class CollectSettings:
-    """Everything that decides what is collected (a checkpoint is tied to these)."""
-
-    model: str
-    branches: int = 8
-    probe_freq: int = 500
-    max_tokens: int = 16384
-    max_probes: int = 128
-    temperature: float = 0.6
-    seed: int | None = 0
-    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    probe_suffix: str = DEFAULT_PROBE_SUFFIX
-    probe_max_tokens: int = 32
-    probe_temperature: float = 0.0
-    extractor: str = "boxed-or-last-number"
-    normalize: str = "math"
-    extra_body: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        for name in ("branches", "probe_freq", "max_tokens", "max_probes", "probe_max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AutoTTSError(f"collect: {name} must be a positive integer, got {value!r}")
-        for name in ("temperature", "probe_temperature"):
-            if not getattr(self, name) >= 0:
-                raise AutoTTSError(f"collect: {name} must be >= 0, got {getattr(self, name)!r}")
-        if not self.model:
-            raise AutoTTSError("collect: a model name is required")
-        if PLACEHOLDER not in self.prompt_template:
-            raise AutoTTSError(f"collect: the prompt template has no {PLACEHOLDER} placeholder")
-        get_extractor(self.extractor)
-        get_normalizer(self.normalize)
-        clash = sorted(_RESERVED & set(self.extra_body))
-        if clash:
-            raise AutoTTSError(f"collect: extra request fields may not set {', '.join(clash)}")
-
-    @property
-    def depth(self) -> int:
-        """The most intervals a branch can have."""
-        return min(self.max_probes, math.ceil(self.max_tokens / self.probe_freq))
-
-    def prompt(self, question: str) -> str:
-        return self.prompt_template.replace(PLACEHOLDER, question)
-
-
-@dataclass(frozen=True)
-class Connection:
-    """How to talk to the server (free to change between a run and its resume)."""
-
-    base_url: str
-    concurrency: int = 8
-    timeout: float = 300.0
-    retries: int = 5
-    backoff: float = 1.0
-    api_key: str | None = None
-
-
-def cost_estimate(settings: CollectSettings, n_questions: int) -> dict[str, int]:
-    """Upper bounds: every branch runs to ``depth`` intervals and probes after each."""
-    d = settings.depth
-    branches = n_questions * settings.branches
-    return {
-        "branches": branches,
-        "depth": d,
-        "max_requests": branches * 2 * d,
-        "max_completion_tokens": branches
-        * (min(settings.max_tokens, d * settings.probe_freq) + d * settings.probe_max_tokens),
-    }
-
-
-def request_seed(base: int | None, q: int, b: int, k: int, kind: str) -> int | None:
-    if base is None:
-        return None
-    digest = hashlib.sha256(f"{base}:{q}:{b}:{k}:{kind}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-# --------------------------------------------------------------------------- branch state
-
-
-@dataclass
-class BranchState:
-    """One branch as far as it was generated and probed (rebuilt from journalled events)."""
-
-    chunks: list[str] = field(default_factory=list)
-    tokens: int = 0
-    gens: int = 0
-    probes: list[str | None] = field(default_factory=list)  # None: a probe not sent
-    ended: bool = False
-    last_finish: str = ""
-
-    @property
-    def complete(self) -> bool:
-        return self.ended and len(self.probes) == self.gens
-
-    @property
-    def text(self) -> str:
-        return "".join(self.chunks)
-
-    def apply(self, event: dict, settings: CollectSettings) -> None:
-        """Advance by one journalled event; raises ValueError if it does not fit."""
-        kind, k = event["e"], event["k"]
-        if kind == "gen":
-            if self.complete or k != self.gens or len(self.probes) != self.gens:
-                raise ValueError(f"generation {k} out of order")
-            n = int(event["tokens"])
-            self.chunks.append(str(event["text"]))
-            self.tokens += n
-            self.gens += 1
-            self.last_finish = str(event["finish"])
-            self.ended = (
-                self.last_finish != "length"
-                or n < int(event["max_tokens"])
-                or self.tokens >= settings.max_tokens
-                or self.gens >= settings.max_probes
-            )
-        elif kind == "probe":
-            if k != len(self.probes) or self.gens != k + 1:
-                raise ValueError(f"probe {k} out of order")
-            answer = event["answer"]
-            self.probes.append(None if answer is None else str(answer))
-        else:
-            raise ValueError(f"unknown event {kind!r}")
-
-
-def next_event(client: CompletionClient, s: CollectSettings, normalize: Callable[[str], str],
-               prompt: str, q: int, b: int, br: BranchState) -> dict:
-    """Send the next request of branch ``b`` of question ``q`` (state ``br``, not changed) and
-    return its event, to be journalled and applied with :meth:`BranchState.apply`.
-
-    The one place that decides what a branch sends next -- a generation of the next interval,
-    or the probe of the interval just generated -- so that ``collect`` and live runs send the
-    same requests (prompt, probe suffix, seeds) and read the same answers from them.
-    ``prompt_tokens`` is the server's ``usage.prompt_tokens`` (0 when it does not say).
-    """
-    if len(br.probes) == br.gens:
-        k = br.gens
-        ask = min(s.probe_freq, s.max_tokens - br.tokens)
-        reply = client.complete(
-            prompt + br.text, max_tokens=ask, temperature=s.temperature,
-            seed=request_seed(s.seed, q, b, k, "gen"),
-        )
-        return {"e": "gen", "b": b, "k": k, "text": reply.text,
-                "tokens": reply.completion_tokens, "finish": reply.finish_reason,
-                "max_tokens": ask, "prompt_tokens": reply.prompt_tokens}
-    k = len(br.probes)
-    event: dict[str, Any] = {"e": "probe", "b": b, "k": k}
-    boxed = None
-    if br.ended and br.last_finish != "length" and s.extractor != "last-number":
-        boxed = find_boxed(br.text)
-    if boxed is not None and (answer := normalize(boxed)).strip():
-        event.update(answer=answer, via="completion", tokens=0, prompt_tokens=0)
-        return event
-    try:
-        reply = client.complete(
-            prompt + br.text + s.probe_suffix, max_tokens=s.probe_max_tokens,
-            temperature=s.probe_temperature, seed=request_seed(s.seed, q, b, k, "probe"),
-        )
-    except RequestRejected as exc:
-        # e.g. prompt + suffix beyond the context: no answer at this depth
-        event.update(answer=NO_ANSWER, via="rejected", tokens=0, prompt_tokens=0,
-                     error=str(exc))
-    else:
-        answer = answer_from(s.probe_suffix + reply.text, s.extractor, s.normalize)
-        event.update(answer=answer, via="request", tokens=reply.completion_tokens,
-                     prompt_tokens=reply.prompt_tokens)
-    return event
-
-
-class Journal:
-    """Append-only JSONL log of answered requests of one question."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fh = None
-        self._lock = threading.Lock()
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        blob = self.path.read_bytes()
-        events, good_end, pos = [], 0, 0
-        while pos < len(blob):
-            nl = blob.find(b"\n", pos)
-            if nl == -1:
-                break  # a line cut short by a kill: dropped below
-            try:
-                events.append(json.loads(blob[pos:nl]))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if blob.find(b"\n", nl + 1) != -1 or nl + 1 < len(blob):
-                    raise AutoTTSError(
-                        f"{self.path}: byte {pos}: corrupt journal line (not a torn last line); "
-                        "delete this file to collect the question again"
-                    ) from None
-                break
-            pos = good_end = nl + 1
-        if good_end != len(blob):
-            os.truncate(self.path, good_end)
-        return events
-
-    def append(self, event: dict) -> None:
-        line = json.dumps(event, ensure_ascii=False) + "\n"
-        with self._lock:
-            if self._fh is None:
-                self._fh = open(self.path, "a", encoding="utf-8")
-            self._fh.write(line)
-            self._fh.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
 
 
 @dataclass
@@ -300,58 +74,6 @@ class _Question:
     @property
     def header(self) -> dict:
         return {"e": "question", "question": self.problem.question, "gold_answer": self.gold}
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    def __init__(self, total: int, done: int, questions: int, q_done: int,
-                 stream: TextIO | None):
-        self.total, self.done, self.questions, self.q_done = total, done, questions, q_done
-        self.requests = 0
-        self.tokens = 0
-        self.stream = stream
-        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.t0 = time.monotonic()
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def update(self, *, requests: int = 0, tokens: int = 0, branch: int = 0,
-               question: int = 0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.tokens += tokens
-            self.done += branch
-            self.q_done += question
-            self._render(final=False)
-
-    def _render(self, final: bool) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not final and now - self._last < (0.2 if self.tty else 30.0):
-            return
-        self._last = now
-        width = 24
-        filled = width * self.done // max(self.total, 1)
-        line = (
-            f"collect [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} branches, "
-            f"{self.q_done}/{self.questions} questions, {self.requests} requests, "
-            f"{self.tokens:,} tokens, {now - self.t0:.0f}s"
-        )
-        if self.tty:
-            self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            self._render(final=True)
-
-
-# --------------------------------------------------------------------------- collection
 
 
 @dataclass(frozen=True)
@@ -381,7 +103,7 @@ class _Collector:
         }
         self._stats_lock = threading.Lock()
         self.progress_stream = progress
-        self.progress: _Progress | None = None
+        self.progress: Progress | None = None
 
     # -- checkpoint files
 
@@ -533,7 +255,7 @@ class _Collector:
         open_qs = [q for q in states if isinstance(q, _Question)]
         total = len(states) * self.s.branches
         done = total - sum(not br.complete for q in open_qs for br in q.branches)
-        self.progress = _Progress(total, done, len(states), len(states) - len(open_qs),
+        self.progress = Progress(total, done, len(states), len(states) - len(open_qs),
                                   self.progress_stream)
         try:
             with ThreadPoolExecutor(max_workers=self.conn.concurrency) as pool:

@@ -1,15 +1,15 @@
 """The replay engine: episode state, effects, votes, the controller protocol and simulate.
 
-Importing it enables JAX's float64 mode: CMC's confidence EMA is compared against thresholds
-and exact parity with the published numbers needs float64 (see ``controllers/cmc.py``).
+Importing it enables JAX's float64 mode for the process (:func:`.precision.enable_float64`;
+that module says why it is one process-wide switch and what it changes for other JAX code).
 Integer state stays int32.
 """
 
-import jax
+from autotts_jax.engine.precision import enable_float64
 
-jax.config.update("jax_enable_x64", True)
+enable_float64()
 
 from autotts_jax.engine.protocol import Controller, Effects  # noqa: E402
 from autotts_jax.engine.simulate import Episodes, permutation, simulate  # noqa: E402
 
-__all__ = ["Controller", "Effects", "Episodes", "permutation", "simulate"]
+__all__ = ["Controller", "Effects", "Episodes", "enable_float64", "permutation", "simulate"]

@@ -2,8 +2,9 @@
 
 * ``openai`` -- any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp,
   ollama, hosted APIs) over plain ``urllib``: base URL, model, API key from an environment
-  variable, temperature, a per-candidate seed, a timeout, and retries with exponential backoff
-  on timeouts, connection errors, 408/409/429 and 5xx (honouring ``Retry-After``).
+  variable, temperature, a per-candidate seed, a timeout, and the retries of
+  :mod:`autotts_jax.utils.http` (timeouts, connection errors, 408/429/5xx; ``Retry-After``
+  honoured, else exponential backoff with jitter).
 * ``command`` -- an external agent CLI: the prompt on stdin, the answer on stdout
   (``claude -p``, ``codex exec -``, a script), run in a fresh temporary directory that holds
   only the prompt (``prompt.md``), in its own process group, killed at the timeout.  It runs
@@ -22,25 +23,23 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from autotts_jax.errors import AutoTTSError
+from autotts_jax.utils import http
 
 SYSTEM_PROMPT = (
     "You write test-time-scaling controllers for a JAX replay simulator. Answer with one "
     "complete Python module in a single ```python code block, and nothing that is not needed."
 )
-_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class ProposerError(AutoTTSError):
@@ -76,8 +75,9 @@ class OpenAIProposer:
         self.temperature = float(cfg.get("temperature", 0.7))
         self.seed = cfg.get("seed")
         self.timeout = float(cfg.get("timeout_s", 300))
-        self.retries = int(cfg.get("retries", 3))
-        self.backoff = float(cfg.get("backoff_s", 2.0))
+        # Jitter from the run's seed: a re-run waits as long as the run it repeats.
+        self.policy = http.Backoff(int(cfg.get("retries", 3)), float(cfg.get("backoff_s", 2.0)),
+                                   60.0, random.Random(self.seed))
         self.max_tokens = cfg.get("max_tokens")
         self.system = str(cfg.get("system_prompt") or SYSTEM_PROMPT)
 
@@ -102,29 +102,22 @@ class OpenAIProposer:
         key = os.environ.get(self.key_env) if self.key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            wait = self.backoff * (2 ** attempt)
+
+        def attempt() -> str:
+            reply = http.post(url, data, headers, timeout=self.timeout)
             try:
-                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                return _content(payload)
-            except urllib.error.HTTPError as exc:
-                text = exc.read().decode("utf-8", "replace")[:300]
-                last = f"HTTP {exc.code} from {url}: {text}"
-                if exc.code not in _RETRY_STATUS:
-                    raise ProposerError(last) from None
-                after = exc.headers.get("Retry-After") if exc.headers else None
-                if after and after.isdigit():
-                    wait = min(float(after), 60.0)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = f"{type(exc).__name__} from {url}: {getattr(exc, 'reason', exc)}"
+                return _content(json.loads(reply.decode("utf-8")))
             except (ValueError, KeyError) as exc:
                 raise ProposerError(f"malformed reply from {url}: {exc}") from None
-            if attempt < self.retries:
-                time.sleep(wait)
-        raise ProposerError(f"no reply after {self.retries + 1} attempts: {last}")
+
+        try:
+            return http.with_retries(attempt, self.policy)
+        except http.HTTPRejected as exc:
+            raise ProposerError(f"HTTP {exc.status} from {url} (not retried): "
+                                f"{http.snippet(exc.body, 300)}") from None
+        except http.RetriesExhausted as exc:
+            raise ProposerError(f"no reply after {exc.attempts} attempts: {exc.last} "
+                                f"from {url}") from None
 
 
 def _content(payload: Mapping[str, Any]) -> str:

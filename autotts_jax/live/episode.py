@@ -10,7 +10,7 @@ missing requests (concurrently across branches, sequentially within one), rebuil
 question's :class:`~autotts_jax.store.load.ReplayData` and the episode's per-slot constants from
 what is now known, and only then apply the unchanged function of :mod:`autotts_jax.engine.env`.
 Accounting, pool order, stop reasons and rounds are therefore those of replay by construction;
-the requests are those of ``collect`` (:func:`~autotts_jax.collect.collector.next_event`).
+the requests are those of ``collect`` (:func:`~autotts_jax.collect.branch.next_event`).
 
 What each effect fetches (``d`` = the slot's depth, ``c`` = its explore calls):
 
@@ -42,8 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from autotts_jax.collect.answers import get_normalizer
+from autotts_jax.collect.branch import BranchState, next_event
 from autotts_jax.collect.client import CompletionClient
-from autotts_jax.collect.collector import BranchState, CollectSettings, Journal, next_event
+from autotts_jax.collect.journal import Journal
+from autotts_jax.collect.settings import CollectSettings
 from autotts_jax.engine import env as E
 from autotts_jax.engine.protocol import (
     Controller,

@@ -37,8 +37,9 @@ import numpy as np
 
 from autotts_jax.collect.answers import get_normalizer
 from autotts_jax.collect.client import CompletionClient
-from autotts_jax.collect.collector import CollectSettings, Connection, Journal
+from autotts_jax.collect.journal import Journal
 from autotts_jax.collect.problems import ProblemSet
+from autotts_jax.collect.settings import CollectSettings, Connection
 from autotts_jax.engine.env import COST_MODELS
 from autotts_jax.engine.protocol import Controller
 from autotts_jax.engine.simulate import DEFAULT_MAX_ROUNDS
