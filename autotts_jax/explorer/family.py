@@ -208,21 +208,21 @@ def _winner(obs, stable, p):
     return jnp.where((p["vote_rule"] == 2) & (weighted != NO_ANSWER), weighted, winner), conf
 
 
-def step(obs, cs, p, fx):
+def step(obs, cstate, p, fx):
     alpha = p["ema_alpha"]
-    winner, conf = _winner(obs, cs["stable"], p)
-    warm = cs["rounds"] >= p["warm_up"]
+    winner, conf = _winner(obs, cstate["stable"], p)
+    warm = cstate["rounds"] >= p["warm_up"]
 
     # EMA update #1 appends to the window (the oldest entry falls out beyond T_ema).
-    ema = (1.0 - alpha) * cs["ema"] + alpha * conf
-    window = jnp.roll(cs["window"], 1).at[0].set(ema)
-    filled = jnp.minimum(cs["filled"] + 1, p["T_ema"])
+    ema = (1.0 - alpha) * cstate["ema"] + alpha * conf
+    window = jnp.roll(cstate["window"], 1).at[0].set(ema)
+    filled = jnp.minimum(cstate["filled"] + 1, p["T_ema"])
 
     # Abandonment (switchable): most persistent disagreement first, keeping two alive.
     gate_on = warm & (winner != NO_ANSWER)
     alive = obs.alive
     disagree = jnp.where(
-        gate_on & alive, jnp.where(obs.latest != winner, cs["disagree"] + 1, 0), cs["disagree"]
+        gate_on & alive, jnp.where(obs.latest != winner, cstate["disagree"] + 1, 0), cstate["disagree"]
     )
     cand = gate_on & alive & (disagree >= p["abandon_patience"]) & (p["abandon"] == 1)
     obs = fx.prune(obs, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
@@ -233,10 +233,10 @@ def step(obs, cs, p, fx):
     burst = jnp.where(p["burst"] == 1, p["burst_aligned"], 1)
     calls = jnp.where(alive, jnp.where(aligned, burst, 1), 0)
     before = obs.latest
-    obs, made = fx.advance(obs, calls, order=_probe_order(cs["probes"], calls.shape[0]))
-    probes = cs["probes"] + made
+    obs, made = fx.advance(obs, calls, order=_probe_order(cstate["probes"], calls.shape[0]))
+    probes = cstate["probes"] + made
     stable = jnp.where(made > 0, jnp.where((obs.latest == before) & (before != NO_ANSWER),
-                                           cs["stable"] + 1, 1), cs["stable"])
+                                           cstate["stable"] + 1, 1), cstate["stable"])
 
     # EMA update #2 on the post-probe pool overwrites this round's entry.
     winner, conf = _winner(obs, stable, p)
@@ -260,13 +260,13 @@ def step(obs, cs, p, fx):
     spawned = obs.opened
     cap = jnp.minimum(p["max_branch_use"], MAX_BRANCH)
     trend_ok = (p["widen_rule"] == 1) | (delta <= p["trend_thr"])
-    widen = ((spawned < cap) & trend_ok & (cs["rounds"] >= jnp.maximum(1, p["warm_up"] // 2))
+    widen = ((spawned < cap) & trend_ok & (cstate["rounds"] >= jnp.maximum(1, p["warm_up"] // 2))
              & (level < p["conf_thr"]))
     n_new = jnp.where(widen & ~obs.done, jnp.minimum(p["widen_burst"], cap - spawned), 0)
     obs = fx.probe_new(obs, n_new)
     stable = jnp.where((stable == 0) & (obs.latest != NO_ANSWER), 1, stable)
 
-    n = cs["rounds"] + 1
+    n = cstate["rounds"] + 1
     obs = fx.stop(obs, winner, "max_outer", when=n >= MAX_OUTER)
     return obs, {
         "ema": ema, "window": window, "filled": filled, "delta": delta,
@@ -274,16 +274,16 @@ def step(obs, cs, p, fx):
     }
 
 
-def finish(obs, cs, p, fx):
+def finish(obs, cstate, p, fx):
     """CMC's answer (the pool majority, or its fallback), or under ``vote_rule`` >= 1 the
     length-weighted vote of the finished branches when any finished."""
     weighted = weighted_winner(obs, p["vote_gamma"])
-    cmc = _cmc_finish(obs, cs, p, fx)
+    cmc = _cmc_finish(obs, cstate, p, fx)
     return jnp.where((p["vote_rule"] >= 1) & (weighted != NO_ANSWER), weighted, cmc)
 
 
-def _trace_fields(cs):
-    return {"ema": cs["ema"], "delta": cs["delta"], "rounds": cs["rounds"]}
+def _trace_fields(cstate):
+    return {"ema": cstate["ema"], "delta": cstate["delta"], "rounds": cstate["rounds"]}
 
 
 def _flat(genome: Mapping[str, Any]) -> dict[str, Any]:
