@@ -221,9 +221,9 @@ def step(obs, cstate, p, fx):
     # Abandonment (switchable): most persistent disagreement first, keeping two alive.
     gate_on = warm & (winner != NO_ANSWER)
     alive = obs.alive
-    disagree = jnp.where(
-        gate_on & alive, jnp.where(obs.latest != winner, cstate["disagree"] + 1, 0), cstate["disagree"]
-    )
+    disagree = jnp.where(gate_on & alive,
+                         jnp.where(obs.latest != winner, cstate["disagree"] + 1, 0),
+                         cstate["disagree"])
     cand = gate_on & alive & (disagree >= p["abandon_patience"]) & (p["abandon"] == 1)
     obs = fx.prune(obs, _abandon(cand, disagree, jnp.sum(alive, dtype=jnp.int32)))
 
