@@ -10,28 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from registry import CONTROLLERS
 
-from autotts_jax.controllers import BUILTIN, get_controller
+from autotts_jax.controllers import get_controller
 from autotts_jax.engine.check import check_controller, random_store
 from autotts_jax.engine.env import NO_ANSWER
 from autotts_jax.engine.protocol import Controller
 from autotts_jax.engine.votes import pool_majority
 from autotts_jax.errors import AutoTTSError
 
-# A few configs per built-in that exercise branch exhaustion (the default store has questions
-# with 16, 9, 3 and 1 branches) next to the defaults.
-CONFIGS = {
-    "sc": [{}, {"max_samples": 5}],
-    "asc": [{}, {"max_samples": 8, "threshold": 0.8}],
-    "esc": [{}, {"max_samples": 12, "window_size": 4}],
-    "parallel_probe": [{}, {"num_chains": 6, "T": 2, "prune_patience": 1, "warm_up": 1}],
-    "cmc": [{}, {"beta": 0.0}, {"beta": 1.0}],
-}
 
-
-@pytest.mark.parametrize("controller", BUILTIN, ids=lambda c: c.name)
-def test_builtin_controllers_pass(controller):
-    check_controller(controller, configs=CONFIGS.get(controller.name))
+@pytest.mark.parametrize("controller", CONTROLLERS, ids=lambda c: c.name)
+def test_registered_controllers_pass(controller):
+    # the defaults and the entry's examples (on the default store: questions with 16, 9, 3
+    # and 1 branches, so branch exhaustion happens)
+    check_controller(controller)
 
 
 # -- broken controllers -------------------------------------------------------------------------

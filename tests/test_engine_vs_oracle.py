@@ -1,24 +1,22 @@
-"""The JAX engine against the pure-Python oracle, episode by episode.
+"""The JAX engine against the pure-Python oracle, round by round and episode by episode.
 
 The property tests draw random synthetic stores (1-4 questions with 1-12 branches each, probe
 lists of 1-10 answers from a tiny alphabet so that ties and agreement are both common, branch
 tokens on both sides of ``freq * L``, final answers that never occur as probes, gold answers
-that no branch reaches) and random configs of every built-in controller (branch exhaustion,
-tiny Parallel-Probe patience / T / warm-up, CMC betas anywhere in [0, 1]), and require that the
-engine and the oracle agree on every (config, seed, question) episode: answer id, correctness,
-total tokens, sequential tokens (critical path, and the per-branch "max_branch" accounting) and
-stop reason, under both cost models.
+that no branch reaches) and random configs of every registered controller that names an
+oracle twin (``tests/registry.py``: the built-ins and the test-only ones, each drawn from its
+entry's ``config_space``), and require that the engine and the oracle agree on every
+(config, seed, question) episode, under both cost models:
+
+* in lockstep: the engine's trace (``simulate(..., trace=True)``) and the oracle's round rows
+  (``OracleQuestion.round_rows``) give the same tokens, opened slots, ended slots and
+  sequential tokens after every round, so a divergence names its first round;
+* in the end: answer id, correctness, total tokens, sequential tokens (critical path, and the
+  per-branch "max_branch" accounting) and stop reason.
 
 Shapes are fixed across examples (4 questions after padding, 16 branches x 16 probes x 64 ids,
 16 slots, a pool of 64, 4 configs x seeds 0-2 x 4 questions = one chunk of 48 episodes), so
 each (controller, cost model) compiles once.
-
-Stop-reason names: engine and oracle use the same names, with one exception, mapped in
-:data:`ENGINE_TO_ORACLE_REASON`: when nothing can be opened (a question without branches),
-Parallel-Probe and CMC stop in the engine with ``no_branches``; the oracle, like upstream,
-returns ``None`` from the same place it returns when every branch is resolved, and reports
-``all_resolved``.  With at least one branch per question (all random stores) this never
-happens; :func:`test_question_without_branches` covers it.
 """
 
 from __future__ import annotations
@@ -30,20 +28,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from registry import WITH_ORACLE, config_strategy, oracle_twin
 
 import autotts_jax.engine  # noqa: F401  (enables float64)
 from autotts_jax.controllers import get_controller
 from autotts_jax.engine import env as E
+from autotts_jax.engine.protocol import Controller
 from autotts_jax.engine.simulate import permutation, simulate
-from autotts_jax.oracle import (
-    SC,
-    ASCMethod,
-    ESCMethod,
-    OptimalController,
-    OracleQuestion,
-    Parallel_Probe,
-    evaluate_oracle,
-)
+from autotts_jax.oracle import OracleQuestion, RoundRow, evaluate_oracle
 from autotts_jax.store.hdf5 import pack_arrays
 from autotts_jax.store.load import from_arrays
 from autotts_jax.store.upstream import Branch, QuestionRecord, UpstreamFile
@@ -62,12 +54,6 @@ CHUNK = N_CONFIGS * len(SEEDS) * N_QUESTIONS  # episodes per compiled call: one 
 PROBES = "abcd"  # probe answers
 FINALS = "abcdxy"  # "x" and "y" are final answers that never appear as probes
 GOLDS = "abxz"  # "z" is never any branch's answer
-
-# engine stop-reason name -> oracle name, per controller (identity where absent)
-ENGINE_TO_ORACLE_REASON = {
-    "parallel_probe": {"no_branches": "all_resolved"},
-    "cmc": {"no_branches": "all_resolved"},
-}
 
 # A deeper search: ENGINE_ORACLE_EXAMPLES=500 pytest tests/test_engine_vs_oracle.py
 SETTINGS = settings(
@@ -117,75 +103,72 @@ def store_arrays(src: UpstreamFile) -> dict[str, np.ndarray]:
     return arrays
 
 
-# -- controllers and configs --------------------------------------------------------------------
-
-THRESHOLDS = [0.0, 0.5, 0.75, 0.8, 0.875, 0.9, 0.9375, 0.95, 0.97, 1.0, 2.0]
-
-CONFIG_ST = {
-    "sc": st.fixed_dictionaries({"max_samples": st.integers(1, 20)}),
-    "asc": st.fixed_dictionaries({
-        "max_samples": st.integers(1, 20),
-        "threshold": st.one_of(st.sampled_from(THRESHOLDS), st.floats(0.0, 1.0)),
-    }),
-    "esc": st.fixed_dictionaries({
-        "max_samples": st.integers(1, 20), "window_size": st.integers(1, 8),
-    }),
-    "parallel_probe": st.fixed_dictionaries({
-        "num_chains": st.integers(1, 20),
-        "T": st.integers(0, 4),
-        "prune_patience": st.integers(0, 4),
-        "warm_up": st.integers(0, 4),
-        "probe_burst": st.integers(0, 3),
-        "max_steps": st.one_of(st.integers(0, 12), st.just(100)),
-    }),
-    "cmc": st.fixed_dictionaries({
-        "beta": st.one_of(
-            st.sampled_from([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-            st.floats(0.0, 1.0),
-        ),
-    }),
-}
+# -- engine and oracle, round by round ----------------------------------------------------------
 
 
-def oracle_factory(name: str, config: dict):
-    if name == "sc":
-        return lambda: SC(**config)
-    if name == "asc":
-        return lambda: ASCMethod(**config)
-    if name == "esc":
-        return lambda: ESCMethod(**config)
-    if name == "parallel_probe":
-        return lambda: Parallel_Probe(**config)
-    if name == "cmc":
-        return lambda: OptimalController(config=config)
-    raise KeyError(name)
+def engine_rows(trace: dict, rounds: int, at: tuple) -> list[tuple[int, RoundRow]]:
+    """``(round, row)`` of every round of the engine's episode ``at`` (config, seed, question)."""
+    return [(r, RoundRow(*(int(trace[k][(*at, r)])
+                           for k in ("tokens", "opened", "finished", "seq_tokens"))))
+            for r in range(rounds)]
 
 
-def run_engine(name: str, data, configs, seeds=SEEDS, cost_model="reference"):
-    return simulate(
-        get_controller(name), data, configs, seeds, cost_model=cost_model, slots=SLOTS,
-        pool_size=POOL, chunk_size=CHUNK,
-    )
+def changes(rows: list[tuple[int, RoundRow]]) -> list[tuple[int, RoundRow]]:
+    """The rounds after which something changed.  Either side may have rounds that change
+    nothing the other records (the engine's opening round of SC / ASC / ESC makes no call;
+    an oracle round may only re-probe a finished branch for 0 tokens), so lockstep compares
+    the sequences of changes, each tagged with the round it happened in."""
+    out, last = [], RoundRow(0, 0, 0, 0)
+    for r, row in rows:
+        if row != last:
+            out.append((r, row))
+            last = row
+    return out
 
 
-def compare(name, arrays, freq, configs, cost_model, n_q, seeds=SEEDS):
-    """Assert engine == oracle for every (config, seed, question) episode."""
+def first_divergence(engine: list[tuple[int, RoundRow]], oracle: list[RoundRow]) -> str | None:
+    """``None`` when both episodes go through the same states; else a sentence naming the
+    first round after which they differ (in the engine's numbering, round 0 = ``init``)."""
+    mine = changes(engine)
+    ref = changes(list(enumerate(oracle)))
+    for i in range(max(len(mine), len(ref))):
+        (r, got), (k, want) = (mine[i] if i < len(mine) else (None, None),
+                               ref[i] if i < len(ref) else (None, None))
+        if got != want:
+            where = (f"engine round {r}" if r is not None
+                     else f"after the engine's last round {mine[-1][0] if mine else 0}")
+            return (f"first differing round: {where} (oracle round {k}): "
+                    f"engine {got}, oracle {want}")
+    return None
+
+
+def run_engine(controller: Controller, data, configs, seeds=SEEDS, cost_model="reference"):
+    return simulate(controller, data, configs, seeds, cost_model=cost_model, slots=SLOTS,
+                    pool_size=POOL, chunk_size=CHUNK, trace=True)
+
+
+def compare(controller: Controller, arrays, freq, configs, cost_model, n_q, seeds=SEEDS):
+    """Assert engine == oracle for every (config, seed, question) episode: first round by
+    round, then the episode's results."""
+    name = controller.name
     data = from_arrays(arrays, freq, **PAD)
-    eps = run_engine(name, data, configs, seeds, cost_model)
-    mapping = ENGINE_TO_ORACLE_REASON.get(name, {})
+    eps, trace = run_engine(controller, data, configs, seeds, cost_model)
     for c, config in enumerate(configs):
-        ref = evaluate_oracle(
-            arrays, freq, oracle_factory(name, config), seeds, range(n_q), cost_model=cost_model
-        )
+        ref = evaluate_oracle(arrays, freq, oracle_twin(controller, config), seeds, range(n_q),
+                              cost_model=cost_model, trace=True)
+        for s, q in np.ndindex(len(seeds), n_q):
+            problem = first_divergence(
+                engine_rows(trace, int(eps.rounds[c, s, q]), (c, s, q)), ref["trace"][s, q])
+            if problem:
+                raise AssertionError(f"{name} {config} ({cost_model}), seed {seeds[s]}, "
+                                     f"question {q}: {problem}")
         got = {
             "answer": eps.answer[c, :, :n_q],
             "correct": eps.correct[c, :, :n_q],
             "tokens": eps.tokens[c, :, :n_q],
             "seq_tokens": eps.seq_tokens[c, :, :n_q],
             "seq_tokens_max_branch": eps.seq_tokens_max_branch[c, :, :n_q],
-            "stop_reason": np.vectorize(
-                lambda i: mapping.get(eps.stop_reasons[i], eps.stop_reasons[i]), otypes=[object]
-            )(eps.stop_reason[c, :, :n_q]),
+            "stop_reason": np.asarray(eps.stop_reasons, dtype=object)[eps.stop_reason[c, :, :n_q]],
         }
         if currently_in_test_context():  # see --hypothesis-show-statistics
             for reason in np.unique(got["stop_reason"]):
@@ -212,15 +195,16 @@ def compare(name, arrays, freq, configs, cost_model, n_q, seeds=SEEDS):
 
 
 @pytest.mark.parametrize("cost_model", COST_MODELS)
-@pytest.mark.parametrize("name", sorted(CONFIG_ST))
+@pytest.mark.parametrize("controller", WITH_ORACLE, ids=lambda c: c.name)
 @SETTINGS
 @given(src=upstream_st(), draw=st.data())
-def test_engine_matches_oracle(name, cost_model, src, draw):
+def test_engine_matches_oracle(controller, cost_model, src, draw):
     configs = draw.draw(
-        st.lists(CONFIG_ST[name], min_size=N_CONFIGS, max_size=N_CONFIGS), label="configs"
+        st.lists(config_strategy(controller), min_size=N_CONFIGS, max_size=N_CONFIGS),
+        label="configs",
     )
     arrays = store_arrays(src)
-    compare(name, arrays, src.probe_freq, configs, cost_model, len(src.questions))
+    compare(controller, arrays, src.probe_freq, configs, cost_model, len(src.questions))
 
 
 # -- deterministic examples ---------------------------------------------------------------------
@@ -271,7 +255,7 @@ def one_episode(name, arrays, freq, config, seed=0, cost_model="reference", ques
     fill = [0] * (N_QUESTIONS - n_q)
     for key, value in arrays.items():
         padded[key] = np.concatenate([value, value[fill]])
-    eps = compare(name, padded, freq, [config] * N_CONFIGS, cost_model, n_q)
+    eps = compare(get_controller(name), padded, freq, [config] * N_CONFIGS, cost_model, n_q)
     s = SEEDS.index(seed)
     return {
         "answer": int(eps.answer[0, s, question]),
@@ -376,8 +360,9 @@ def test_sequential_tokens_sc_asc_esc():
 
 
 def test_question_without_branches():
-    """Nothing can be opened: engine ``no_branches`` = oracle ``all_resolved`` (PP, CMC);
-    SC/ASC/ESC report ``exhausted``.  No answer, no tokens."""
+    """Nothing can be opened: PP and CMC stop with ``no_branches`` (upstream returns None from
+    the place it returns when all are resolved); SC/ASC/ESC report ``exhausted``.  No answer,
+    no tokens."""
     arrays = slot_arrays([[], [([A], 100, A)]])  # question 0 has no branch at all
     for name, config in [("parallel_probe", {"num_chains": 3}), ("cmc", {"beta": 0.5}),
                          ("sc", {"max_samples": 2}), ("asc", {"max_samples": 2}),
@@ -407,3 +392,27 @@ def test_parallel_probe_with_no_steps_returns_none():
     out = one_episode("parallel_probe", slot_arrays([slots]), 100,
                       {"num_chains": 2, "max_steps": 0})
     assert out == {"answer": -1, "tokens": 200, "seq_tokens": 100, "reason": "max_steps"}
+
+
+def test_a_divergence_names_its_first_round(monkeypatch):
+    """Lockstep can fail, and says where: an oracle that charges one token too many on its
+    fourth full read agrees with ASC's engine episode up to engine round 4 (round 0 is ASC's
+    empty ``init``, so that is oracle round 3) and differs from there on."""
+    bts = [700, 300, 1200, 50, 400, 900]
+    slots = [([f], bt, f) for bt, f in zip(bts, [A, B, C, A, B, C], strict=True)]
+    read = OracleQuestion.get_new_branch_final_answer
+
+    def one_token_too_many(self):
+        answer = read(self)
+        if self.next == 4:
+            self._charge(3, 1)
+        return answer
+
+    monkeypatch.setattr(OracleQuestion, "get_new_branch_final_answer", one_token_too_many)
+    with pytest.raises(AssertionError) as info:
+        one_episode("asc", slot_arrays([slots]), 100, {"max_samples": 6, "threshold": 2.0})
+    message = str(info.value)
+    assert "seed 0, question 0: first differing round: engine round 4 (oracle round 3)" in message
+    want = RoundRow(tokens=sum(bts[:4]), opened=4, ended=4, seq_tokens=sum(bts[:4]))
+    off = want._replace(tokens=want.tokens + 1, seq_tokens=want.seq_tokens + 1)
+    assert f"engine {want}, oracle {off}" in message

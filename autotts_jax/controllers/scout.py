@@ -31,7 +31,7 @@ its windows of each window's largest branch).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from autotts_jax.engine.protocol import Controller
@@ -43,21 +43,26 @@ SOLVER_DEFAULTS: dict[str, dict[str, Any]] = {
     "ESCSolver": {"n": 32, "window_size": 5},
 }
 
-_Build = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+_CONVERGENCE = {"n": "strategy.n", "warmup_steps": "strategy.warmup_steps",
+                "probe_burst": "strategy.probe_burst"}
+_PARALLEL = {k: f"strategy.{k}" for k in ("num_chains", "K", "T", "eps_inter", "eps_intra",
+                                          "prune_patience", "warm_up", "max_steps")}
 
-# (solver, strategy) -> (controller name, (solver args, strategy args) -> controller config)
-COMBINATIONS: dict[tuple[str, str], tuple[str, _Build]] = {
-    ("MajorityVoteSolver", "FullReadStrategy"): ("sc", lambda s, t: {"max_samples": s["n"]}),
+# (solver, strategy) -> (controller name, {controller config key: "solver.<argument>" or
+# "strategy.<argument>"}).  Plain data, so that the tests can draw SCOUT configs from the
+# controller's own config space.
+COMBINATIONS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
+    ("MajorityVoteSolver", "FullReadStrategy"): ("sc", {"max_samples": "solver.n"}),
     ("ASCSolver", "FullReadStrategy"): (
-        "asc", lambda s, t: {"max_samples": s["n"], "threshold": s["threshold"]}),
+        "asc", {"max_samples": "solver.n", "threshold": "solver.threshold"}),
     ("ESCSolver", "FullReadStrategy"): (
-        "esc", lambda s, t: {"max_samples": s["n"], "window_size": s["window_size"]}),
-    ("GreedySolver", "ConvergenceProbeStrategy"): ("convergence", lambda s, t: dict(t)),
+        "esc", {"max_samples": "solver.n", "window_size": "solver.window_size"}),
+    ("GreedySolver", "ConvergenceProbeStrategy"): ("convergence", _CONVERGENCE),
     ("MajorityVoteSolver", "ConvergenceProbeStrategy"): (
-        "sc_convergence", lambda s, t: {"solver_n": s["n"], **t}),
-    ("GreedySolver", "ParallelESTPruning"): ("pp_prune_vote", lambda s, t: dict(t)),
+        "sc_convergence", {"solver_n": "solver.n", **_CONVERGENCE}),
+    ("GreedySolver", "ParallelESTPruning"): ("pp_prune_vote", _PARALLEL),
     ("GreedySolver", "ParallelESTPruningBurstMajorityOnActiveBranches"): (
-        "parallel_probe", lambda s, t: dict(t)),
+        "parallel_probe", {**_PARALLEL, "probe_burst": "strategy.probe_burst"}),
 }
 
 
@@ -81,11 +86,18 @@ def scout_controller(
         raise ValueError(f"SCOUT config: unknown key(s) {unknown}; expected solver, strategy")
     s_args = dict(config.get("solver") or {})
     t_args = dict(config.get("strategy") or {})
-    bad = sorted(set(s_args) - set(SOLVER_DEFAULTS[solver]))
-    if bad:
-        raise ValueError(f"{solver}: unknown argument(s) {bad}")
-    if strategy == "FullReadStrategy" and t_args:
-        raise ValueError(f"FullReadStrategy takes no arguments, got {sorted(t_args)}")
-    name, build = COMBINATIONS[key]
+    name, keys = COMBINATIONS[key]
+    args = {"solver": {**SOLVER_DEFAULTS[solver], **s_args}, "strategy": t_args}
+    known = {part: {path.split(".")[1] for path in keys.values() if path.startswith(part)}
+             for part in args}
+    for part, given, who in (("solver", s_args, solver), ("strategy", t_args, strategy)):
+        bad = sorted(set(given) - known[part])
+        if bad:
+            raise ValueError(f"{who}: unknown argument(s) {bad}")
+    config = {}
+    for k, path in keys.items():
+        part, arg = path.split(".")
+        if arg in args[part]:  # a missing strategy argument keeps the controller's default
+            config[k] = args[part][arg]
     controller = get_controller(name)
-    return controller, controller.config(build({**SOLVER_DEFAULTS[solver], **s_args}, t_args))
+    return controller, controller.config(config)

@@ -187,13 +187,16 @@ def check_controller(
 ) -> None:
     """Raise :class:`AutoTTSError` naming the first way ``controller`` breaks the protocol.
 
-    ``data`` defaults to :func:`random_store`, ``configs`` to ``[{}]`` (the controller's
-    defaults; pass several to exercise the config axis).  See the module docstring for the
-    list of checks and for why the reference-model token bound needs ``allow_reprobe``.
+    ``data`` defaults to :func:`random_store`, ``configs`` to the controller's defaults
+    followed by its ``examples`` (pass several to exercise the config axis).  See the module
+    docstring for the list of checks and for why the reference-model token bound needs
+    ``allow_reprobe``.
     ``isolate=False`` runs the non-interference replay in this process (the sandbox, which
     runs its own second replay in a separate process, uses that).
     """
-    configs = [dict(c) for c in (configs if configs is not None else [{}])]
+    if configs is None:
+        configs = [{}, *getattr(controller, "examples", ())]
+    configs = [dict(c) for c in configs]
     seeds = [int(s) for s in seeds]
     needs = _validate_static(controller, configs)
     if data is None:

@@ -11,8 +11,10 @@ paid for so far (opened slots up to their current depth, tokens charged, finishe
 pruned flags, final answers of finished or read slots, the completed-answer pool, counters).
 Nothing else about the episode is reachable: the replay data and the engine's state stay
 behind ``fx``.  ``cstate`` is any pytree the controller keeps (counters, an EMA, per-slot
-arrays of shape ``(S,)``), ``params`` is a dict of scalars made on the host from the
-controller's config (or from one scalar ``beta`` through its schedule).
+arrays of shape ``(S,)``), ``params`` any pytree of scalars (the built-ins use a NamedTuple,
+a dict works as well) made on the host from the controller's config (or from one scalar
+``beta`` through its schedule).  Inside ``init``/``step`` every leaf is a traced array: ints
+become int32, floats float64, bools bool.
 
 ``fx`` is the episode's effect set.  An effect is the only way to change the episode: it takes
 the newest observation and returns the next one, e.g. ``obs = fx.full_read(obs, 1)``.
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -43,7 +45,7 @@ from autotts_jax.engine import env as E
 from autotts_jax.errors import AutoTTSError
 from autotts_jax.store.load import ReplayData
 
-Params = dict[str, Any]
+PyTree = Any  # params: a dict or NamedTuple of scalars (any pytree)
 ROUND_CAP = "round_cap"
 
 
@@ -171,6 +173,16 @@ def finish_episode(controller: Controller, fx: Effects, cstate, params) -> E.Env
     return replace(fx._env, answer=jnp.asarray(answer, jnp.int32).reshape(()))
 
 
+class Range(NamedTuple):
+    """Values of one config key for property tests: ``low`` to ``high`` (integers when both
+    are ints, floats otherwise), and ``special`` values drawn as often as the range (the
+    points where a rule flips: thresholds, ``0``, a default far outside the range)."""
+
+    low: float
+    high: float
+    special: tuple = ()
+
+
 @dataclass(frozen=True, eq=False)
 class Controller:
     """A replayable controller.  Hashes by identity so it can be a static jit argument.
@@ -178,8 +190,11 @@ class Controller:
     Attributes:
         name: canonical name (``"asc"``).
         aliases: other accepted names, e.g. the upstream class name (``"ASCMethod"``).
-        defaults: the upstream constructor defaults; a config overrides any of them.
-        make_params: host-side ``config -> params`` (Python numbers; validated here).
+        defaults: the upstream constructor defaults; a config overrides any of them.  A
+            NamedTuple (e.g. ``Params()`` when the config *is* the params) is read as the
+            dict of its fields.
+        make_params: host-side ``config -> params`` (a pytree of Python numbers; validated
+            here).
         max_slots: host-side ``config -> branches it may open`` (sizes the slot axis).
         init, step: the two pure functions described in the module docstring.
         stop_reasons: names of the ways an episode can end (``round_cap`` is added first).
@@ -197,21 +212,40 @@ class Controller:
             largest one.  Worth it when per-round work grows with the slot count and a sweep
             spans very different ``max_slots`` (Parallel-Probe's ``num_chains`` grid 1 ... 64:
             about 1.3x less work); each group's bucket is compiled once.
+
+    What the tests need to check a controller travels with it too, so that a new controller
+    is tested by adding its entry (and its twin), never by editing a test:
+
+        oracle: ``"module:callable"`` naming its twin in the pure-Python oracle, called as
+            ``twin(**config)`` (the full config) to build an oracle controller (``solve(q)``,
+            ``stop_reason``, ``rounds``).  A name, not the callable: the oracle imports
+            nothing of the engine, and a controller module imports only what candidate code
+            may import.
+        config_space: ``{config key: Range}``, the configs the property tests draw (keys left
+            out keep their default).
+        examples: configs the conformance tests run besides the defaults.
     """
 
     name: str
     aliases: tuple[str, ...]
     defaults: Mapping[str, Any]
-    make_params: Callable[[Mapping[str, Any]], Params]
+    make_params: Callable[[Mapping[str, Any]], PyTree]
     max_slots: Callable[[Mapping[str, Any]], int]
     init: Callable[..., tuple[E.Observation, Any]]
     step: Callable[..., tuple[E.Observation, Any]]
     stop_reasons: tuple[str, ...]
     trace_fields: Callable[[Any], dict] | None = None
     finish: Callable[..., Any] | None = None
-    seq_window: Callable[[Params], Any] | None = None
+    seq_window: Callable[[PyTree], Any] | None = None
     group_slots: bool = False
+    oracle: str | None = None
+    config_space: Mapping[str, Range] = field(default_factory=dict)
+    examples: tuple[Mapping[str, Any], ...] = ()
     doc: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.defaults, tuple) and hasattr(self.defaults, "_asdict"):
+            object.__setattr__(self, "defaults", dict(self.defaults._asdict()))
 
     @property
     def all_stop_reasons(self) -> tuple[str, ...]:

@@ -19,8 +19,9 @@ threshold and device count change speed and memory, not a single episode.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def _select_lanes(keep: jax.Array, old, new):
 def chunk(controller, data, params, perm, question, valid, *, pool_size, cost_model,
           max_rounds, trace, ledger=False):
     """One chunk of flat episodes: episode i replays ``question[i]`` with slot order
-    ``perm[i]`` under ``params`` (a dict of per-episode scalars).  ``valid`` marks the real
+    ``perm[i]`` under ``params`` (a pytree of per-episode scalars).  ``valid`` marks the real
     episodes (a prefix); this traced path runs the padding too (it copies a real episode).
 
     Every input is shaped by the chunk alone, never by how many configs or seeds the caller
@@ -181,7 +182,7 @@ def slot_groups(needs: Sequence[int]) -> dict[int, list[int]]:
 def run_queue(
     controller: Controller,
     data: ReplayData,
-    params: Mapping[str, np.ndarray],
+    params: Any,
     perms: np.ndarray,
     cfg: np.ndarray,
     seed: np.ndarray,
@@ -198,9 +199,9 @@ def run_queue(
 ) -> dict[str, np.ndarray]:
     """Run the flat queue of episodes ``(cfg[i], seed[i], question[i])`` in compiled chunks.
 
-    ``params`` holds ``[C]`` arrays indexed by ``cfg``; ``perms`` is ``[N, Q, slots]`` indexed
-    by ``(seed, question)``.  Returns each output field as a host array ``[episodes, ...]``
-    in queue order.
+    ``params`` is a pytree of ``[C]`` arrays indexed by ``cfg``; ``perms`` is ``[N, Q, slots]``
+    indexed by ``(seed, question)``.  Returns each output field as a host array
+    ``[episodes, ...]`` in queue order.
     """
     n_ep, slots = cfg.size, perms.shape[2]
     static = dict(pool_size=pool_size, cost_model=cost_model, max_rounds=max_rounds)
@@ -229,6 +230,6 @@ def run_queue(
         chunk_perm[valid] = perms[seed[idx[valid]], question[idx[valid]]]
         if trace:
             chunk_perm[~valid] = chunk_perm[0]
-        chunk_params = {k: v[cfg[idx]] for k, v in params.items()}
+        chunk_params = jax.tree.map(lambda v, rows=cfg[idx]: v[rows], params)
         outs.append(run(data, chunk_params, chunk_perm, question[idx], valid))
     return jax.tree.map(lambda *xs: np.concatenate(xs)[:n_ep], *jax.device_get(outs))

@@ -81,20 +81,25 @@ def slot_orders(seeds: Sequence[int], n_branches: np.ndarray, slots: int,
     return perms
 
 
-def stack_params(controller: Controller, configs: Sequence[Mapping[str, Any]]) -> dict:
-    """Host-side: configs -> a dict of ``[C]`` arrays (int32 / float64 / bool leaves)."""
+def stack_params(controller: Controller, configs: Sequence[Mapping[str, Any]]) -> Any:
+    """Host-side: configs -> ``make_params``'s pytree (a dict, a NamedTuple, ...) with one
+    ``[C]`` array per leaf: int32 where every config gives an int, bool where every config
+    gives a bool, float64 otherwise."""
     rows = [controller.make_params(controller.config(c)) for c in configs]
-    keys = rows[0].keys()
-    out = {}
-    for k in keys:
-        vals = [r[k] for r in rows]
-        if all(isinstance(v, bool | np.bool_) for v in vals):
-            out[k] = np.asarray(vals, dtype=bool)
-        elif all(isinstance(v, int | np.integer) for v in vals):
-            out[k] = np.asarray(vals, dtype=np.int32)
-        else:
-            out[k] = np.asarray(vals, dtype=np.float64)
-    return out
+    shape = jax.tree.structure(rows[0])
+    for c, row in zip(configs, rows, strict=True):
+        if jax.tree.structure(row) != shape:
+            raise ValueError(f"{controller.name}: make_params({dict(c)}) returned "
+                             f"{jax.tree.structure(row)}, other configs {shape}")
+    return jax.tree.map(_column, rows[0], *rows[1:])
+
+
+def _column(*vals) -> np.ndarray:
+    if all(isinstance(v, bool | np.bool_) for v in vals):
+        return np.asarray(vals, dtype=bool)
+    if all(isinstance(v, int | np.integer) for v in vals):
+        return np.asarray(vals, dtype=np.int32)
+    return np.asarray(vals, dtype=np.float64)
 
 
 @float64

@@ -49,9 +49,10 @@ Details that cost earlier explorers a candidate each:
   explore calls actually made per slot (fewer than asked where a branch finished).
 * Any answer a branch you opened has shown you is a valid answer to stop with: a probe
   answer (``obs.latest``) as well as a final one; ``-1`` means no answer.
-* Inside init/step/finish, ``params`` is a dict of traced scalars: Python ints become int32,
-  floats float64, bools bool (a key that is an int at some betas and a float at others
-  becomes float64).  Do Python arithmetic on them only in make_params.
+* Inside init/step/finish, ``params`` is what make_params returned (a NamedTuple, as in the
+  examples, or a dict) with every scalar traced: Python ints become int32, floats float64,
+  bools bool (a field that is an int at some betas and a float at others becomes float64).
+  Do Python arithmetic on them only in make_params.
 * An episode that has not called ``fx.stop`` after {max_rounds} rounds is cut off (stop
   reason ``round_cap``, no answer), and the candidate is rejected.
 
@@ -104,8 +105,9 @@ Rules for the code (checked before it runs):
   ``__doc__`` / ``__name__``);
 * pure JAX inside init/step/finish: no Python control flow on traced values (use jnp.where and
   masks), fixed shapes and dtypes in cstate, no randomness except from keys you keep in cstate;
-* make_params(config) runs on the host with plain Python numbers: return a dict of scalars
-  (int / float / bool); max_slots(config) returns the number of branches the config may open.
+* make_params(config) runs on the host with plain Python numbers: return a NamedTuple or a
+  dict of scalars (int / float / bool); max_slots(config) returns the number of branches the
+  config may open.
 """
 
 _FORMAT = """\

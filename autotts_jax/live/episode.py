@@ -38,6 +38,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -337,7 +338,7 @@ def run_episode(controller: Controller, config: Mapping[str, Any], live: LiveQue
     sequential tokens, then ``finish`` (if any) chooses the answer.
     """
     t0 = time.monotonic()
-    params = {k: jnp.asarray(v[0]) for k, v in stack_params(controller, [config]).items()}
+    params = jax.tree.map(lambda v: jnp.asarray(v[0]), stack_params(controller, [config]))
     slots = episode_slots(controller, config, live.settings)
     reasons = controller.all_stop_reasons
     env = E.reset(live.data(), jnp.int32(0), jnp.arange(slots, dtype=jnp.int32), pool_size)

@@ -4,9 +4,9 @@ Each controller only calls the imperative API of :class:`~autotts_jax.oracle.env
 (full reads, ``probe_new``, ``probe_more``), with the upstream class names, parameter names and
 defaults, and follows the reference pseudo-code step by step, including the order in which
 answers enter each vote (that order decides ties).  ``solve(question)`` returns an answer id
-or ``None``; afterwards ``stop_reason`` says why it stopped and ``rounds`` how many rounds it
-used.  Round boundaries (for sequential tokens) are part of each controller's definition and
-are marked with ``question.new_round()``.
+or ``None``; afterwards ``stop_reason`` says why it stopped (our names, the engine's: upstream
+has none) and ``rounds`` how many rounds it used.  Round boundaries (for sequential tokens)
+are part of each controller's definition and are marked with ``question.new_round()``.
 """
 
 from __future__ import annotations
@@ -234,8 +234,8 @@ class Parallel_Probe(_Controller):  # noqa: N801 - upstream class name
             pruned.append(False)
             hist.append([ans])
             off.append(0)
-        if not idx:
-            return self._finish(None, "all_resolved", 0)
+        if not idx:  # upstream returns None from here as when all are resolved
+            return self._finish(None, "no_branches", 0)
         q.new_round()
         rounds = 1
         n = len(idx)
@@ -372,8 +372,8 @@ class OptimalController(_Controller):
         for _ in range(self.n_init):
             if not self._spawn(q, branches, pool):
                 break
-        if not branches:
-            return self._finish(None, "all_resolved", 0)
+        if not branches:  # upstream returns None from here as when all are resolved
+            return self._finish(None, "no_branches", 0)
         q.new_round()
         rounds = 1
         alpha = self.ema_alpha
@@ -454,3 +454,8 @@ class OptimalController(_Controller):
 
 
 CMC = OptimalController
+
+
+def cmc(beta: float = 0.5) -> OptimalController:
+    """CMC from its one knob, the engine's config ``{"beta": ...}`` (upstream passes a dict)."""
+    return OptimalController({"beta": beta})

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,6 +98,15 @@ def question_view(arrays, q_index: int) -> QuestionView:
     finals = tuple(int(f) for f in _field(arrays, "final_answer")[q_index, :n_b])
     correct = frozenset(int(v) for v in np.flatnonzero(_field(arrays, "is_correct")[q_index]))
     return QuestionView(probes, tokens, finals, correct)
+
+
+class RoundRow(NamedTuple):
+    """The episode after one round, in quantities the engine's trace also records."""
+
+    tokens: int  # tokens charged so far
+    opened: int  # slots handed out so far (``next``)
+    ended: int  # slots read in full or explored to their end
+    seq_tokens: int  # sequential tokens so far
 
 
 class OracleBranch:
@@ -195,6 +205,8 @@ class OracleQuestion:
         self._round_active = False
         self._closed_seq = 0
         self._closed_rounds = 0
+        self._ended: set[int] = set()  # slots read in full or explored to their end
+        self._rows: list[RoundRow] = []
 
     # -- internals -------------------------------------------------------------------------
 
@@ -227,6 +239,7 @@ class OracleQuestion:
         o = self.perm[slot]
         self.next += 1
         self._charge(slot, self.view.tokens[o])
+        self._ended.add(slot)
         return self.view.finals[o]
 
     def probe_new(self) -> tuple[int, int, bool]:
@@ -237,6 +250,8 @@ class OracleQuestion:
         answer, charge, finished = self._branch(slot).explore(self.probe_freq)
         self._charge(slot, charge)
         self.next += 1
+        if finished:
+            self._ended.add(slot)
         return answer, slot, finished
 
     def probe_more(self, i: int) -> tuple[int, bool]:
@@ -252,6 +267,8 @@ class OracleQuestion:
         slot = range(self.n_branches)[i]  # IndexError exactly where list indexing raises
         answer, charge, finished = self._branch(slot).explore(self.probe_freq)
         self._charge(slot, charge)
+        if finished:
+            self._ended.add(slot)
         return answer, finished
 
     def get_seq_and_total_tokens(self) -> tuple[int, int]:
@@ -269,8 +286,20 @@ class OracleQuestion:
         if self._round_active:
             self._closed_seq += max(self._round_charge.values(), default=0)
             self._closed_rounds += 1
+            self._rows.append(self._row(self._closed_seq))
         self._round_charge = {}
         self._round_active = False
+
+    def _row(self, seq_tokens: int) -> RoundRow:
+        return RoundRow(tokens=self.cost, opened=self.next, ended=len(self._ended),
+                        seq_tokens=seq_tokens)
+
+    def round_rows(self) -> list[RoundRow]:
+        """The episode round by round: the state after each round in which a call was made
+        (the open one included), for lockstep comparisons with the engine's trace."""
+        if not self._round_active:
+            return list(self._rows)
+        return [*self._rows, self._row(self.seq_tokens())]
 
     def seq_tokens(self) -> int:
         """Sum over rounds (the open one included) of the largest per-slot charge in it."""

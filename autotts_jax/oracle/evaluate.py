@@ -24,6 +24,7 @@ def evaluate_oracle(
     seeds: Iterable[int] = range(100),
     questions: Iterable[int] | None = None,
     cost_model: str = "reference",
+    trace: bool = False,
 ) -> dict:
     """Evaluate ``make_controller()`` on every (seed, question) episode.
 
@@ -36,6 +37,9 @@ def evaluate_oracle(
     ``rounds``) and the aggregate: ``n_correct`` (K), ``total_tokens`` (T),
     ``acc = round(100*K/n, 2)``, ``avg_cost = T/n`` and ``avg_cost_int = T // n`` (upstream
     prints ``int(avg)``).
+
+    With ``trace=True`` also ``trace``: per episode the list of
+    :class:`~autotts_jax.oracle.env.RoundRow` of its rounds (``OracleQuestion.round_rows``).
 
     Raises RuntimeError("Token cost mismatch") when an episode's active per-slot costs do not
     sum to its cost (upstream's check; e.g. after ``probe_more(next)``).
@@ -56,6 +60,7 @@ def evaluate_oracle(
     seq_window = getattr(controller, "seq_window", None)  # windowed max_branch accounting (ESC)
     stop_reason = np.full(shape, "", dtype=object)
     rounds = np.zeros(shape, dtype=np.int64)
+    rows = np.empty(shape, dtype=object)
     perms: dict[tuple[int, int], list[int]] = {}
 
     for si, seed in enumerate(seeds):
@@ -77,6 +82,8 @@ def evaluate_oracle(
             seq_tokens_max_branch[si, qi] = env.seq_tokens_max_branch(seq_window)
             stop_reason[si, qi] = getattr(controller, "stop_reason", None) or ""
             rounds[si, qi] = getattr(controller, "rounds", 0)
+            if trace:
+                rows[si, qi] = env.round_rows()
 
     n = answer.size
     k = int(correct.sum())
@@ -98,4 +105,5 @@ def evaluate_oracle(
         "avg_cost": t / n if n else 0.0,
         "avg_cost_int": t // n if n else 0,
         "avg_seq_cost": float(seq_tokens.sum()) / n if n else 0.0,
+        **({"trace": rows} if trace else {}),
     }

@@ -403,3 +403,22 @@ def make_solver(solver: str, strategy: str, config: Mapping[str, Any] | None = N
     obj = SOLVERS[solver](**dict(config.get("solver") or {}), **solver_options)
     obj.branch_strategy = STRATEGIES[strategy](**dict(config.get("strategy") or {}))
     return obj
+
+
+# -- the engine's SCOUT controllers, from their flat configs (``twin(**config)``) ---------------
+
+
+def convergence(**strategy) -> BaseSolver:
+    """``convergence``: one convergence-probed sample."""
+    return make_solver("GreedySolver", "ConvergenceProbeStrategy", {"strategy": strategy})
+
+
+def sc_convergence(solver_n: int = 16, **strategy) -> BaseSolver:
+    """``sc_convergence``: the majority of ``solver_n`` convergence-probed samples."""
+    return make_solver("MajorityVoteSolver", "ConvergenceProbeStrategy",
+                       {"solver": {"n": solver_n}, "strategy": strategy})
+
+
+def pp_prune_vote(**strategy) -> BaseSolver:
+    """``pp_prune_vote``: ``ParallelESTPruning`` under ``GreedySolver``."""
+    return make_solver("GreedySolver", "ParallelESTPruning", {"strategy": strategy})

@@ -186,8 +186,7 @@ def _check_interface(controller, betas, max_branch: int):
     for b in betas:
         config = controller.config({"beta": b})
         params = controller.make_params(config)
-        if not isinstance(params, dict):
-            raise TypeError(f"make_params must return a dict, got {type(params).__name__}")
+        _check_params(params)
         need = controller.max_slots(config)
         if isinstance(need, bool) or not isinstance(need, int) or not 1 <= need <= max_branch:
             raise ValueError(f"max_slots(beta={b}) must be an int in [1, {max_branch}] (the "
@@ -195,6 +194,20 @@ def _check_interface(controller, betas, max_branch: int):
         configs.append(config)
         needs.append(int(need))
     return configs, needs
+
+
+def _check_params(params) -> None:
+    """``make_params`` returns a pytree of host scalars (a dict or a NamedTuple of them, as the
+    built-in controllers do); anything else fails later inside jit with a worse message."""
+    import jax
+    import numpy as np
+
+    leaves = jax.tree.leaves(params)
+    if not isinstance(params, dict | tuple) or not all(
+            isinstance(v, bool | int | float | np.bool_ | np.integer | np.floating)
+            for v in leaves):
+        raise TypeError(f"make_params must return a dict or NamedTuple of int / float / bool "
+                        f"scalars, got {type(params).__name__} {params!r:.200}")
 
 
 def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model: str) -> None:
@@ -207,7 +220,7 @@ def _trace_once(controller, data, config, slots: int, pool_size: int, cost_model
     from autotts_jax.engine.simulate import stack_params
 
     data = jax.device_put(data)
-    params = {k: jnp.asarray(v[0]) for k, v in stack_params(controller, [config]).items()}
+    params = jax.tree.map(lambda v: jnp.asarray(v[0]), stack_params(controller, [config]))
     env0 = E.reset(data, jnp.int32(0), jnp.arange(slots, dtype=jnp.int32), pool_size)
     reasons = controller.all_stop_reasons
 
