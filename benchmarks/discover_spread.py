@@ -113,7 +113,7 @@ def tuning_rows(run: Path) -> list[dict[str, str]]:
     out = []
     for line in (run / "index.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        if rec.get("status") != "accepted" or rec.get("untuned_score") is None:
+        if rec.get("status") != "accepted" or "untuned_score" not in rec:
             continue
         t = rec.get("tuning") or {}
 
@@ -127,7 +127,9 @@ def tuning_rows(run: Path) -> list[dict[str, str]]:
             "run": run.name, "id": rec["id"], "structure": str(rec.get("structure")),
             "low fidelity: untuned → tuned": (
                 f"{num(t.get('untuned_score_low'))} → {num(t.get('score_low'))}"),
-            "full: untuned": num(rec["untuned_score"]),
+            # None: the proposal's spending was not monotone in beta (it would be rejected)
+            "full: untuned": ("not monotone" if rec["untuned_score"] is None
+                              else num(rec["untuned_score"])),
             "full: tuned": num(t.get("tuned_score")),
             "kept": kept,
         })
